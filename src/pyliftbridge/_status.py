@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Tuple, Union
+from typing import Union
 
 #: Metadata as it travels on the wire: (lower-case name, value) pairs. Values of
 #: names ending in ``-bin`` are bytes, all others are str.
-Metadata = Tuple[Tuple[str, Union[str, bytes]], ...]
+Metadata = tuple[tuple[str, Union[str, bytes]], ...]
 
 
 class StatusCode(enum.IntEnum):
