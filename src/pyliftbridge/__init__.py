@@ -1,10 +1,110 @@
-"""pyliftbridge: a pure-Python client for Liftbridge, with no grpcio."""
+"""pyliftbridge: a pure-Python client for Liftbridge, with no grpcio.
+
+Start with :class:`Client` (blocking, thread-safe) or :class:`AsyncClient`
+(asyncio); both have the same methods. Every error derives from
+:class:`LiftbridgeError`.
+"""
 
 from __future__ import annotations
 
+from ._async._subscription import AsyncSubscription
+from ._async.client import AsyncActivityStream, AsyncClient
+from ._options import ChannelOptions, TLSConfig
 from ._status import Status, StatusCode
+from ._sync._subscription import Subscription
+from ._sync.client import ActivityStream, Client
 from ._version import __version__
-from .errors import *  # noqa: F403
-from .errors import __all__ as _errors_all
+from .errors import (
+    AckTimeoutError,
+    CancelledError,
+    ClientClosedError,
+    ConsumerGroupError,
+    DeadlineExceededError,
+    EncryptionError,
+    EndOfReadonlyPartitionError,
+    IncorrectOffsetError,
+    InvalidArgumentError,
+    LiftbridgeError,
+    MessageSizeError,
+    MessageTooLargeError,
+    NoKnownLeaderError,
+    NoSuchPartitionError,
+    NoSuchStreamError,
+    NotLeaderError,
+    PartitionPausedError,
+    PermissionDeniedError,
+    ProtocolError,
+    ReadonlyPartitionError,
+    RpcError,
+    StopPositionReachedError,
+    StreamDeletedError,
+    StreamExistsError,
+    UnavailableError,
+)
+from .models import (
+    Ack,
+    AckPolicy,
+    ActivityEvent,
+    ActivityOp,
+    BrokerInfo,
+    ConsumerGroupInfo,
+    EventTimestamps,
+    Message,
+    Metadata,
+    PartitionInfo,
+    StreamInfo,
+)
+from .partitioners import KeyPartitioner, Partitioner, RoundRobinPartitioner
 
-__all__ = ["Status", "StatusCode", "__version__", *_errors_all]
+__all__ = [
+    "Ack",
+    "AckPolicy",
+    "AckTimeoutError",
+    "ActivityEvent",
+    "ActivityOp",
+    "ActivityStream",
+    "AsyncActivityStream",
+    "AsyncClient",
+    "AsyncSubscription",
+    "BrokerInfo",
+    "CancelledError",
+    "ChannelOptions",
+    "Client",
+    "ClientClosedError",
+    "ConsumerGroupError",
+    "ConsumerGroupInfo",
+    "DeadlineExceededError",
+    "EncryptionError",
+    "EndOfReadonlyPartitionError",
+    "EventTimestamps",
+    "IncorrectOffsetError",
+    "InvalidArgumentError",
+    "KeyPartitioner",
+    "LiftbridgeError",
+    "Message",
+    "MessageSizeError",
+    "MessageTooLargeError",
+    "Metadata",
+    "NoKnownLeaderError",
+    "NoSuchPartitionError",
+    "NoSuchStreamError",
+    "NotLeaderError",
+    "PartitionInfo",
+    "PartitionPausedError",
+    "Partitioner",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "ReadonlyPartitionError",
+    "RoundRobinPartitioner",
+    "RpcError",
+    "Status",
+    "StatusCode",
+    "StopPositionReachedError",
+    "StreamDeletedError",
+    "StreamExistsError",
+    "StreamInfo",
+    "Subscription",
+    "TLSConfig",
+    "UnavailableError",
+    "__version__",
+]

@@ -102,9 +102,7 @@ class AsyncCall:
 
     async def _wait_writable(self) -> None:
         conn = self._conn
-        while (
-            conn.core.outbound_pending(self.call_id) > SEND_HIGH_WATER or conn.write_paused
-        ):
+        while conn.core.outbound_pending(self.call_id) > SEND_HIGH_WATER or conn.write_paused:
             self._raise_if_ended()
             await self._wait(None)
 
@@ -363,9 +361,7 @@ class _AsyncConnection(asyncio.Protocol):
     def _schedule_keepalive(self) -> None:
         wait = self._keepalive.seconds_until_due(self._loop.time())
         if wait is not None and self.dead is None:
-            self._keepalive_handle = self._loop.call_later(
-                max(wait, 0.05), self._keepalive_tick
-            )
+            self._keepalive_handle = self._loop.call_later(max(wait, 0.05), self._keepalive_tick)
 
     def _keepalive_tick(self) -> None:
         action = self._keepalive.poll(self._loop.time(), len(self.calls))

@@ -1,0 +1,180 @@
+"""The concurrency primitives the client is written against: asyncio flavour.
+
+``pyliftbridge._sync._backend`` offers the same names for threads. The client
+logic in this package is written once against these names and
+``scripts/unasync.py`` turns it into the blocking client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Coroutine
+from typing import Any, Callable, TypeVar
+
+__all__ = [
+    "Event",
+    "Lock",
+    "defer",
+    "Future",
+    "Mutex",
+    "Queue",
+    "Semaphore",
+    "Worker",
+    "monotonic",
+    "new_future",
+    "sleep",
+    "spawn",
+    "wait_future",
+]
+
+T = TypeVar("T")
+
+Future = asyncio.Future
+monotonic = time.monotonic
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep for ``seconds``."""
+    await asyncio.sleep(max(0.0, seconds))
+
+
+class Mutex:
+    """Guards state shared between tasks and threads; a no-op on one event loop.
+
+    All client state is touched from the event loop thread only and never
+    across an ``await``, so nothing needs locking here; the blocking twin is a
+    real lock.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class Event:
+    """An event with a timed wait."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or until ``timeout``; return whether it is set."""
+        if timeout is None:
+            await self._event.wait()
+            return True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), max(0.0, timeout))
+        return self._event.is_set()
+
+
+class Semaphore:
+    """A counting semaphore whose acquire can time out."""
+
+    def __init__(self, value: int) -> None:
+        self._sem = asyncio.Semaphore(value)
+
+    async def acquire(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            await self._sem.acquire()
+            return True
+        try:
+            await asyncio.wait_for(self._sem.acquire(), max(0.0, timeout))
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+class Queue:
+    """An unbounded FIFO with a timed get."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(self, item: Any) -> None:
+        self._queue.put_nowait(item)
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """Return the next item; raise TimeoutError after ``timeout``."""
+        if timeout is None:
+            return await self._queue.get()
+        try:
+            return await asyncio.wait_for(self._queue.get(), max(0.0, timeout))
+        except asyncio.TimeoutError:
+            raise TimeoutError from None
+
+
+class Worker:
+    """A background activity: an asyncio task here, a daemon thread in the twin."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    async def join(self, timeout: float | None = None) -> None:
+        """Wait for the worker to finish (it is cancelled if the timeout passes)."""
+        if self._task is asyncio.current_task():
+            return
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        if not self._task.done():
+            self._task.cancel()
+
+
+def spawn(target: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str) -> Worker:
+    """Run ``target(*args)`` in the background."""
+    return Worker(asyncio.get_running_loop().create_task(target(*args), name=name))
+
+
+def new_future() -> asyncio.Future[Any]:
+    """A future the caller can await."""
+    return asyncio.get_running_loop().create_future()
+
+
+async def wait_future(future: Awaitable[T], timeout: float | None = None) -> T:
+    """Wait for ``future``'s result; TimeoutError after ``timeout``."""
+    if timeout is None:
+        return await future
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError from None
+
+
+class Lock:
+    """A mutual-exclusion lock held across awaits."""
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        if self._lock is None:
+            # Created on first use so that it binds to the running loop (3.9).
+            self._lock = asyncio.Lock()
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._lock is not None
+        self._lock.release()
+
+
+def defer(callback: Callable[[], None]) -> None:
+    """Run ``callback`` soon: after the current task yields, so work can pile up."""
+    asyncio.get_running_loop().call_soon(callback)

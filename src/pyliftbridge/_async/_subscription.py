@@ -1,0 +1,211 @@
+"""Subscriptions to one stream partition (asyncio flavour).
+
+A subscription is an iterator of :class:`~pyliftbridge.models.Message`. It
+opens a Subscribe call on the partition leader (or an in-sync replica),
+consumes the server's empty handshake message, and then yields messages.
+When the connection breaks or leadership moves, it subscribes again at the
+last offset + 1 (or with the original start position when nothing arrived
+yet) for up to ``resubscribe_wait``, so no message is lost or repeated.
+Reaching the stop position or the end of a readonly partition ends the
+iteration normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .._pb import api_pb2
+from .._requests import map_subscribe_error, start_after, subscription_ends_normally
+from ..errors import (
+    ClientClosedError,
+    DeadlineExceededError,
+    LiftbridgeError,
+    NotLeaderError,
+    ProtocolError,
+    UnavailableError,
+)
+from ..models import Message
+from ._backend import monotonic, sleep
+from .channel import AsyncCall
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+
+__all__ = ["AsyncSubscription"]
+
+log = logging.getLogger("pyliftbridge")
+
+_SUBSCRIBE = "/proto.API/Subscribe"
+#: Errors after which the partition is looked up again and the subscription reopened.
+_RESUBSCRIBE_ON = (UnavailableError, NotLeaderError)
+
+
+class AsyncSubscription:
+    """Messages of one stream partition, in offset order.
+
+    Use it as an async iterator; close it (or leave its ``async with`` block)
+    to stop. Iteration ends normally at the stop position or at the end of a
+    readonly partition, and with an error for anything else.
+    """
+
+    def __init__(
+        self, client: AsyncClient, request: api_pb2.SubscribeRequest, resubscribe_wait: float
+    ) -> None:
+        self._client = client
+        self._request = request
+        self._resubscribe_wait = resubscribe_wait
+        self._call: AsyncCall | None = None
+        self._last_offset: int | None = None
+        self._closed = False
+        self._finished = False
+        #: Stream this subscription reads.
+        self.stream = request.stream
+        #: Partition this subscription reads.
+        self.partition = request.partition
+
+    @property
+    def last_offset(self) -> int | None:
+        """Offset of the last message returned, None before the first."""
+        return self._last_offset
+
+    async def _open(self, timeout: float) -> None:
+        """Subscribe (with retries on a stale leader) and consume the handshake."""
+        request = self._request
+        if self._last_offset is not None:
+            request = start_after(request, self._last_offset)
+        payload = request.SerializeToString()
+        deadline = monotonic() + timeout
+        attempt = 0
+        while True:
+            if self._closed:
+                raise ClientClosedError("subscription closed")
+            remaining = deadline - monotonic()
+            try:
+                address = await self._client._partition_address(
+                    request.stream,
+                    request.partition,
+                    isr=request.readISRReplica,
+                    refresh=attempt > 0,
+                )
+                channel = self._client._channel(address)
+                call = await channel.server_stream(_SUBSCRIBE, payload)
+                try:
+                    try:
+                        handshake = await call.recv(timeout=max(0.0, remaining))
+                    except TimeoutError:
+                        raise DeadlineExceededError(
+                            f"no subscribe handshake from {address} within {timeout:.1f}s"
+                        ) from None
+                    if handshake is None:
+                        raise ProtocolError("subscription ended before its handshake")
+                    if handshake:
+                        raise ProtocolError("subscribe handshake was not an empty message")
+                except BaseException:
+                    call.close()
+                    raise
+                self._call = call
+                return
+            except LiftbridgeError as exc:
+                error = map_subscribe_error(exc, handshake=True)
+                attempt += 1
+                if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
+                    log.debug(
+                        "subscribe to %s/%d: %s; retrying", self.stream, self.partition, error
+                    )
+                    await sleep(min(0.01 + 0.05 * attempt, max(0.0, deadline - monotonic())))
+                    continue
+                if error is exc:
+                    raise
+                raise error from exc
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        while True:
+            if self._finished or self._closed:
+                raise StopAsyncIteration
+            call = self._call
+            if call is None:
+                await self._resubscribe(None)
+                continue
+            try:
+                data = await call.recv()
+            except LiftbridgeError as exc:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                error = map_subscribe_error(exc, handshake=False)
+                if subscription_ends_normally(error):
+                    self._finish()
+                    raise StopAsyncIteration from None
+                if isinstance(error, _RESUBSCRIBE_ON):
+                    self._drop_call()
+                    await self._resubscribe(error)
+                    continue
+                self._finish()
+                if error is exc:
+                    raise
+                raise error from exc
+            if data is None:
+                # The server ended the subscription without an error (a consumer
+                # group member was replaced, or the server is shutting down).
+                self._finish()
+                raise StopAsyncIteration
+            message = Message.from_proto(api_pb2.Message.FromString(data))
+            self._last_offset = message.offset
+            return message
+
+    async def _resubscribe(self, cause: LiftbridgeError | None) -> None:
+        """Reopen the subscription within ``resubscribe_wait`` or raise."""
+        give_up = monotonic() + self._resubscribe_wait
+        last: LiftbridgeError | None = cause
+        while not self._closed:
+            remaining = give_up - monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await self._open(min(remaining, self._client._timeout))
+                log.info(
+                    "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
+                )
+                return
+            except (*_RESUBSCRIBE_ON, DeadlineExceededError) as exc:
+                last = exc
+            # go-liftbridge waits 1 s plus up to 0.5 s of jitter between attempts.
+            await sleep(min(1.0 + random.random() * 0.5, max(0.0, give_up - monotonic())))
+        self._finish()
+        if self._closed:
+            raise StopAsyncIteration
+        raise UnavailableError(
+            f"could not resubscribe to {self.stream}/{self.partition} within "
+            f"{self._resubscribe_wait:.0f}s: {last}"
+        )
+
+    def _drop_call(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call.close()
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._drop_call()
+        self._client._forget_subscription(self)
+
+    async def close(self) -> None:
+        """Stop the subscription; iteration ends. Safe to call more than once."""
+        self._closed = True
+        self._finish()
+
+    async def __aenter__(self) -> AsyncSubscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,840 @@
+"""The Liftbridge client (asyncio flavour; the blocking ``Client`` is generated from it).
+
+Routing: metadata is cached and refreshed when a call meets stale routing
+and periodically. Admin calls and publishes may go to any broker (the server
+forwards them); Subscribe, FetchPartitionMetadata and cursor calls go to the
+leader of the partition concerned. Calls are retried, until their deadline,
+on errors that mean "try again, maybe elsewhere": UNAVAILABLE, "no known
+metadata leader" and, for leader-bound calls, "not the leader".
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any, Callable, TypeVar, Union
+
+from google.protobuf.message import Message as _PbMessage
+
+from .._address import parse_address
+from .._options import ChannelOptions, TLSConfig
+from .._pb import api_pb2
+from .._requests import (
+    create_stream_request,
+    map_rpc_error,
+    publish_request,
+    publish_to_subject_request,
+    subscribe_request,
+    to_bytes,
+)
+from ..errors import (
+    AckTimeoutError,
+    ClientClosedError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    LiftbridgeError,
+    NoSuchPartitionError,
+    NoSuchStreamError,
+    NotLeaderError,
+    RpcError,
+    UnavailableError,
+)
+from ..models import Ack, AckPolicy, ActivityEvent, Metadata, PartitionInfo
+from ..partitioners import Partitioner, cursors_partition
+from ._backend import (
+    Event,
+    Future,
+    Mutex,
+    Semaphore,
+    Worker,
+    monotonic,
+    new_future,
+    sleep,
+    spawn,
+    wait_future,
+)
+from ._publisher import PendingPublish, PublishStream
+from ._subscription import AsyncSubscription
+from .channel import AsyncChannel
+
+__all__ = ["AsyncClient"]
+
+log = logging.getLogger("pyliftbridge")
+
+_R = TypeVar("_R", bound=_PbMessage)
+
+StartAt = Union[str, int, datetime, timedelta]
+StopAt = Union[str, int, datetime, None]
+AddressMap = Union[Mapping[str, str], Callable[[str], str], None]
+
+_CURSORS_STREAM = "__cursors"
+_ACTIVITY_STREAM = "__activity"
+_RETRYABLE = (UnavailableError, NotLeaderError)
+
+
+class AsyncClient:
+    """A Liftbridge client for asyncio.
+
+    Args:
+        brokers: one ``"host:port"`` or several; any one that answers is enough.
+        timeout: deadline, in seconds, of every call that does not take its own.
+        tls: TLS settings (None: plaintext).
+        ack_timeout: how long a publish waits for its ack (default 5 s).
+        resubscribe_wait: how long a subscription keeps trying to resubscribe
+            after a connection loss or leader change (default 30 s).
+        metadata_refresh_interval: seconds between background metadata
+            refreshes; None disables them.
+        max_inflight_publishes: publishes awaiting their ack at once; further
+            ``publish_async`` calls wait (backpressure).
+        address_map: rewrites broker addresses advertised in metadata
+            (a mapping or a function), for brokers behind NAT or advertising
+            ``localhost``.
+        options: transport settings (message sizes, windows, keepalive...).
+    """
+
+    def __init__(
+        self,
+        brokers: str | Sequence[str],
+        *,
+        timeout: float = 10.0,
+        tls: TLSConfig | None = None,
+        ack_timeout: float = 5.0,
+        resubscribe_wait: float = 30.0,
+        metadata_refresh_interval: float | None = 60.0,
+        max_inflight_publishes: int = 1024,
+        address_map: AddressMap = None,
+        options: ChannelOptions | None = None,
+    ) -> None:
+        seeds = [brokers] if isinstance(brokers, str) else list(brokers)
+        if not seeds:
+            raise InvalidArgumentError("at least one broker address is needed")
+        for seed in seeds:
+            parse_address(seed)  # fail early on a malformed address
+        for name, value in (("timeout", timeout), ("ack_timeout", ack_timeout)):
+            if value <= 0:
+                raise InvalidArgumentError(f"{name} must be positive")
+        if resubscribe_wait < 0:
+            raise InvalidArgumentError("resubscribe_wait must not be negative")
+        if max_inflight_publishes < 1:
+            raise InvalidArgumentError("max_inflight_publishes must be at least 1")
+        self._seeds = seeds
+        self._timeout = timeout
+        self._tls = tls
+        self._ack_timeout = ack_timeout
+        self._resubscribe_wait = resubscribe_wait
+        self._refresh_interval = metadata_refresh_interval
+        self._address_map = address_map
+        self._options = options or ChannelOptions()
+        self._mutex = Mutex()
+        self._channels: dict[str, AsyncChannel] = {}
+        self._publishers: dict[str, PublishStream] = {}
+        self._subscriptions: set[AsyncSubscription] = set()
+        self._metadata: Metadata | None = None
+        self._inflight = Semaphore(max_inflight_publishes)
+        self._workers: list[Worker] = []
+        self._wakeup = Event()
+        self._closed = False
+        self._started = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the client.
+
+        Pending publishes fail with :class:`ClientClosedError`, subscriptions
+        end, background work stops and every connection is closed. Safe to
+        call more than once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.set()
+        error = ClientClosedError("the client was closed before the publish was acknowledged")
+        for publisher in list(self._publishers.values()):
+            publisher.fail_all(error)
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+        for channel in list(self._channels.values()):
+            await channel.close()
+        for worker in self._workers:
+            await worker.join(5.0)
+        self._workers.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if not self._started:
+            self._started = True
+            self._spawn_worker(self._ack_timeout_loop, name="ack-timeouts")
+            if self._refresh_interval is not None:
+                self._spawn_worker(self._refresh_loop, name="metadata-refresh")
+
+    def _spawn_worker(self, target: Callable[..., Any], *args: Any, name: str) -> None:
+        self._workers = [w for w in self._workers if not w.done()]
+        self._workers.append(spawn(target, *args, name=f"pyliftbridge-{name}"))
+
+    # ------------------------------------------------------------- routing
+
+    def _translate(self, address: str) -> str:
+        mapping = self._address_map
+        if mapping is None:
+            return address
+        if callable(mapping):
+            return mapping(address)
+        return mapping.get(address, address)
+
+    def _channel(self, address: str) -> AsyncChannel:
+        with self._mutex:
+            if self._closed:
+                raise ClientClosedError("the client is closed")
+            channel = self._channels.get(address)
+            if channel is None:
+                channel = AsyncChannel(address, tls=self._tls, options=self._options)
+                self._channels[address] = channel
+            return channel
+
+    def _broker_addresses(self) -> list[str]:
+        """Known brokers first (in random order, to spread load), then the seeds."""
+        known = []
+        metadata = self._metadata
+        if metadata is not None:
+            known = [self._translate(b.address) for b in metadata.brokers]
+            random.shuffle(known)
+        seeds = [s for s in self._seeds if s not in known]
+        return known + seeds
+
+    async def _unary(
+        self,
+        address: str,
+        method: str,
+        request: _PbMessage,
+        response_type: type[_R],
+        timeout: float,
+    ) -> _R:
+        data = await self._channel(address).unary(
+            f"/proto.API/{method}", request.SerializeToString(), timeout=timeout
+        )
+        return response_type.FromString(data)
+
+    async def _call_any(
+        self,
+        method: str,
+        request: _PbMessage,
+        response_type: type[_R],
+        timeout: float | None = None,
+    ) -> _R:
+        """Call ``method`` on any broker, retrying retryable failures until the deadline."""
+        self._check_open()
+        budget = self._timeout if timeout is None else timeout
+        deadline = monotonic() + budget
+        attempt = 0
+        last: LiftbridgeError | None = None
+        while True:
+            for address in self._broker_addresses():
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    return await self._unary(address, method, request, response_type, remaining)
+                except LiftbridgeError as exc:
+                    error = map_rpc_error(method, exc)
+                    if not error.retryable or self._closed:
+                        if error is exc:
+                            raise
+                        raise error from exc
+                    last = error
+                    log.debug("%s on %s failed (%s), trying elsewhere", method, address, error)
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                break
+            attempt += 1
+            await sleep(min(0.05 * 2**attempt, 1.0, remaining))
+        if last is None:
+            raise DeadlineExceededError(f"{method} did not complete within {budget:.1f}s")
+        raise last
+
+    async def _partition_address(
+        self, stream: str, partition: int, *, isr: bool = False, refresh: bool = False
+    ) -> str:
+        """Address of the partition's leader (or a random in-sync replica)."""
+        info = await self._partition_info(stream, partition, refresh=refresh)
+        if isr:
+            candidates = [b for b in info.isr if b.host]
+            if not candidates:
+                raise UnavailableError(
+                    f"partition {stream}/{partition} has no reachable in-sync replica"
+                )
+            return self._translate(random.choice(candidates).address)
+        if info.leader is None or not info.leader.host:
+            raise UnavailableError(f"partition {stream}/{partition} has no known leader")
+        return self._translate(info.leader.address)
+
+    async def _partition_info(self, stream: str, partition: int, *, refresh: bool) -> PartitionInfo:
+        metadata = self._metadata
+        if refresh or metadata is None or stream not in metadata.streams:
+            metadata = await self._refresh_metadata()
+        info = metadata.stream(stream)
+        if partition not in info.partitions:
+            raise NoSuchPartitionError(f"stream {stream!r} has no partition {partition}")
+        return info.partitions[partition]
+
+    async def _call_leader(
+        self,
+        stream: str,
+        partition: int,
+        method: str,
+        request: _PbMessage,
+        response_type: type[_R],
+        timeout: float | None = None,
+    ) -> _R:
+        """Call ``method`` on the partition leader, following leadership changes."""
+        self._check_open()
+        budget = self._timeout if timeout is None else timeout
+        deadline = monotonic() + budget
+        attempt = 0
+        while True:
+            remaining = deadline - monotonic()
+            try:
+                if remaining <= 0:
+                    raise DeadlineExceededError(f"{method} did not complete within {budget:.1f}s")
+                address = await self._partition_address(stream, partition, refresh=attempt > 0)
+                return await self._unary(address, method, request, response_type, remaining)
+            except LiftbridgeError as exc:
+                error = map_rpc_error(method, exc)
+                attempt += 1
+                if isinstance(error, _RETRYABLE) and not self._closed and monotonic() < deadline:
+                    await sleep(min(0.05 * attempt, max(0.0, deadline - monotonic())))
+                    continue
+                if error is exc:
+                    raise
+                raise error from exc
+
+    async def _refresh_metadata(self, streams: Sequence[str] = ()) -> Metadata:
+        request = api_pb2.FetchMetadataRequest(streams=list(streams))
+        response = await self._call_any("FetchMetadata", request, api_pb2.FetchMetadataResponse)
+        fresh = Metadata.from_proto(response, datetime.now(timezone.utc))
+        with self._mutex:
+            if streams and self._metadata is not None:
+                self._metadata = self._metadata.merged(fresh)
+            else:
+                self._metadata = fresh
+            return self._metadata
+
+    async def _refresh_loop(self) -> None:
+        interval = self._refresh_interval
+        assert interval is not None
+        while not self._closed:
+            if await self._wakeup.wait(interval):
+                return
+            try:
+                await self._refresh_metadata()
+            except LiftbridgeError as exc:
+                log.warning("background metadata refresh failed: %s", exc)
+
+    async def _ack_timeout_loop(self) -> None:
+        while not self._closed:
+            now = monotonic()
+            earliest: float | None = None
+            for publisher in list(self._publishers.values()):
+                due = publisher.expire(now)
+                if due is not None and (earliest is None or due < earliest):
+                    earliest = due
+            wait = 0.25 if earliest is None else min(0.25, max(0.0, earliest - now))
+            if await self._wakeup.wait(wait):
+                return
+
+    # ------------------------------------------------------------ metadata
+
+    async def fetch_metadata(
+        self, streams: Iterable[str] | None = None, *, timeout: float | None = None
+    ) -> Metadata:
+        """Fetch cluster metadata (all streams, or just ``streams``) and update the cache."""
+        names = [] if streams is None else list(streams)
+        request = api_pb2.FetchMetadataRequest(streams=names)
+        response = await self._call_any(
+            "FetchMetadata", request, api_pb2.FetchMetadataResponse, timeout
+        )
+        fresh = Metadata.from_proto(response, datetime.now(timezone.utc))
+        with self._mutex:
+            if names and self._metadata is not None:
+                self._metadata = self._metadata.merged(fresh)
+            else:
+                self._metadata = fresh
+        return fresh
+
+    async def fetch_partition_metadata(
+        self, stream: str, partition: int, *, timeout: float | None = None
+    ) -> PartitionInfo:
+        """Fetch one partition's metadata from its leader (includes ``readonly``)."""
+        request = api_pb2.FetchPartitionMetadataRequest(stream=stream, partition=partition)
+        response = await self._call_leader(
+            stream,
+            partition,
+            "FetchPartitionMetadata",
+            request,
+            api_pb2.FetchPartitionMetadataResponse,
+            timeout,
+        )
+        metadata = self._metadata
+        brokers = {} if metadata is None else {b.id: b for b in metadata.brokers}
+        return PartitionInfo.from_proto(response.metadata, stream, brokers)
+
+    # --------------------------------------------------------------- admin
+
+    async def create_stream(
+        self,
+        subject: str,
+        name: str,
+        *,
+        group: str | None = None,
+        replication_factor: int = 1,
+        max_replication: bool = False,
+        partitions: int = 1,
+        retention_max_bytes: int | None = None,
+        retention_max_messages: int | None = None,
+        retention_max_age: timedelta | None = None,
+        cleaner_interval: timedelta | None = None,
+        segment_max_bytes: int | None = None,
+        segment_max_age: timedelta | None = None,
+        compact_max_goroutines: int | None = None,
+        compact_enabled: bool | None = None,
+        auto_pause_time: timedelta | None = None,
+        auto_pause_disable_if_subscribers: bool | None = None,
+        min_isr: int | None = None,
+        optimistic_concurrency_control: bool | None = None,
+        encryption: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Create a stream attached to NATS ``subject``; None options keep server defaults.
+
+        Raises:
+            StreamExistsError: a stream with that name exists.
+            InvalidArgumentError: the server or this client rejected an option.
+        """
+        request = create_stream_request(
+            subject,
+            name,
+            group=group,
+            replication_factor=replication_factor,
+            max_replication=max_replication,
+            partitions=partitions,
+            retention_max_bytes=retention_max_bytes,
+            retention_max_messages=retention_max_messages,
+            retention_max_age=retention_max_age,
+            cleaner_interval=cleaner_interval,
+            segment_max_bytes=segment_max_bytes,
+            segment_max_age=segment_max_age,
+            compact_max_goroutines=compact_max_goroutines,
+            compact_enabled=compact_enabled,
+            auto_pause_time=auto_pause_time,
+            auto_pause_disable_if_subscribers=auto_pause_disable_if_subscribers,
+            min_isr=min_isr,
+            optimistic_concurrency_control=optimistic_concurrency_control,
+            encryption=encryption,
+        )
+        await self._call_any("CreateStream", request, api_pb2.CreateStreamResponse, timeout)
+
+    async def delete_stream(self, name: str, *, timeout: float | None = None) -> None:
+        """Delete a stream. Raises NoSuchStreamError when there is none."""
+        request = api_pb2.DeleteStreamRequest(name=name)
+        await self._call_any("DeleteStream", request, api_pb2.DeleteStreamResponse, timeout)
+        with self._mutex:
+            self._metadata = None
+
+    async def pause_stream(
+        self,
+        name: str,
+        partitions: Iterable[int] | None = None,
+        resume_all: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Pause some (default: all) partitions of a stream.
+
+        A paused partition resumes when published to; with ``resume_all`` a
+        publish to one partition resumes them all.
+        """
+        request = api_pb2.PauseStreamRequest(
+            name=name, partitions=list(partitions or ()), resumeAll=resume_all
+        )
+        await self._call_any("PauseStream", request, api_pb2.PauseStreamResponse, timeout)
+
+    async def set_stream_readonly(
+        self,
+        name: str,
+        partitions: Iterable[int] | None = None,
+        readonly: bool = True,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Make some (default: all) partitions readonly, or writable again."""
+        request = api_pb2.SetStreamReadonlyRequest(
+            name=name, partitions=list(partitions or ()), readonly=readonly
+        )
+        await self._call_any(
+            "SetStreamReadonly", request, api_pb2.SetStreamReadonlyResponse, timeout
+        )
+
+    # ------------------------------------------------------------- publish
+
+    async def _partition_for(
+        self,
+        stream: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        partitioner: Partitioner | None,
+    ) -> int:
+        if partition is not None:
+            if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+                raise InvalidArgumentError(f"partition must be an int >= 0, not {partition!r}")
+            return partition
+        if partitioner is None:
+            return 0
+        metadata = self._metadata
+        if metadata is None or stream not in metadata.streams:
+            metadata = await self._refresh_metadata([stream])
+            if stream not in metadata.streams:
+                raise NoSuchStreamError(f"stream {stream!r} does not exist")
+        count = metadata.partition_count(stream)
+        chosen = partitioner(stream, key, value, count)
+        if not isinstance(chosen, int) or (count and not 0 <= chosen < count):
+            raise InvalidArgumentError(
+                f"partitioner returned {chosen!r} for a stream of {count} partitions"
+            )
+        return chosen
+
+    def _publish_stream(self, stream: str, partition: int) -> PublishStream:
+        # Spread partitions over the brokers (any broker accepts any publish);
+        # a given partition always uses the same stream while brokers are stable.
+        addresses = sorted(self._broker_addresses())
+        address = addresses[zlib.crc32(f"{stream}:{partition}".encode()) % len(addresses)]
+        with self._mutex:
+            publisher = self._publishers.get(address)
+            if publisher is None:
+                publisher = self._publishers[address] = PublishStream(self, address)
+            return publisher
+
+    async def publish_async(
+        self,
+        stream: str,
+        value: bytes | str,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, bytes | str] | None = None,
+        partition: int | None = None,
+        partitioner: Partitioner | None = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        expected_offset: int | None = None,
+        correlation_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Future[Ack | None]:
+        """Send a message to a stream without waiting for its ack.
+
+        Returns a future resolved with the :class:`~pyliftbridge.models.Ack`
+        (None for ``AckPolicy.NONE``, resolved as soon as the message is
+        written to the connection) or with the error: AckTimeoutError after
+        ``timeout`` (default: the client's ``ack_timeout``), a typed
+        rejection (IncorrectOffsetError, ReadonlyPartitionError...), or
+        UnavailableError when the connection broke before the ack came. When
+        ``max_inflight_publishes`` are pending this waits for a free slot.
+        """
+        self._check_open()
+        value_bytes = to_bytes(value, "value")
+        key_bytes = None if key is None else to_bytes(key, "key")
+        policy = AckPolicy(ack_policy)
+        chosen = await self._partition_for(stream, key_bytes, value_bytes, partition, partitioner)
+        cid = correlation_id or uuid.uuid4().hex
+        request = publish_request(
+            stream,
+            value_bytes,
+            key=key_bytes,
+            headers=headers,
+            partition=chosen,
+            ack_policy=policy,
+            expected_offset=expected_offset,
+            correlation_id=cid,
+        )
+        wait = self._ack_timeout if timeout is None else timeout
+        if not await self._inflight.acquire(wait):
+            raise AckTimeoutError(
+                f"no publish slot freed within {wait:.1f}s "
+                "(max_inflight_publishes publishes are awaiting acks)"
+            )
+        future: Future[Ack | None] = new_future()
+        pending = None
+        if policy is not AckPolicy.NONE:
+            pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait)
+        try:
+            await self._publish_stream(stream, chosen).send(request, pending)
+        except BaseException:
+            self._inflight.release()
+            raise
+        if pending is None:
+            self._inflight.release()
+            future.set_result(None)
+        else:
+            self._wakeup_ack_timer()
+        return future
+
+    def _wakeup_ack_timer(self) -> None:
+        # The ack-timeout worker sleeps at most 250 ms; no need to wake it.
+        return None
+
+    def _resolve(
+        self,
+        pending: PendingPublish,
+        *,
+        ack: Ack | None = None,
+        error: LiftbridgeError | None = None,
+    ) -> None:
+        """Resolve a pending publish exactly once and free its slot."""
+        future = pending.future
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(ack)
+        self._inflight.release()
+
+    async def publish(
+        self,
+        stream: str,
+        value: bytes | str,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, bytes | str] | None = None,
+        partition: int | None = None,
+        partitioner: Partitioner | None = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        expected_offset: int | None = None,
+        correlation_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Ack | None:
+        """Publish a message and wait for its ack (None with ``AckPolicy.NONE``).
+
+        Raises:
+            AckTimeoutError: no ack within ``timeout`` (default ``ack_timeout``).
+            IncorrectOffsetError, ReadonlyPartitionError, NoSuchPartitionError,
+            MessageTooLargeError, EncryptionError: the server refused it.
+            UnavailableError: the connection broke before the ack arrived.
+        """
+        future = await self.publish_async(
+            stream,
+            value,
+            key=key,
+            headers=headers,
+            partition=partition,
+            partitioner=partitioner,
+            ack_policy=ack_policy,
+            expected_offset=expected_offset,
+            correlation_id=correlation_id,
+            timeout=timeout,
+        )
+        result: Ack | None = await wait_future(future)
+        return result
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every publish made so far is acked or failed.
+
+        Raises:
+            DeadlineExceededError: ``timeout`` passed first.
+        """
+        deadline = None if timeout is None else monotonic() + timeout
+        futures = [f for p in list(self._publishers.values()) for f in p.pending_futures()]
+        for future in futures:
+            remaining = None if deadline is None else max(0.0, deadline - monotonic())
+            try:
+                await wait_future(future, remaining)
+            except TimeoutError:
+                raise DeadlineExceededError("flush timed out with publishes pending") from None
+            except LiftbridgeError:
+                pass  # reported through that publish's own future
+
+    async def publish_to_subject(
+        self,
+        subject: str,
+        value: bytes | str,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, bytes | str] | None = None,
+        ack_policy: AckPolicy = AckPolicy.LEADER,
+        correlation_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Ack | None:
+        """Publish to a NATS subject; every stream on it gets the message.
+
+        Returns the first stream's ack (None with ``AckPolicy.NONE``).
+        """
+        policy = AckPolicy(ack_policy)
+        request = publish_to_subject_request(
+            subject,
+            to_bytes(value, "value"),
+            key=None if key is None else to_bytes(key, "key"),
+            headers=headers,
+            ack_policy=policy,
+            correlation_id=correlation_id or uuid.uuid4().hex,
+        )
+        wait = self._ack_timeout if timeout is None else timeout
+        response = await self._call_any(
+            "PublishToSubject", request, api_pb2.PublishToSubjectResponse, wait
+        )
+        if policy is AckPolicy.NONE or not response.HasField("ack"):
+            return None
+        ack = response.ack
+        partition = _partition_from_subject(ack.partitionSubject)
+        return Ack.from_proto(ack, partition)
+
+    # ------------------------------------------------------------ subscribe
+
+    async def subscribe(
+        self,
+        stream: str,
+        *,
+        partition: int = 0,
+        start_at: StartAt = "new",
+        stop_at: StopAt = None,
+        read_isr_replica: bool = False,
+        resume: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncSubscription:
+        """Subscribe to one partition; returns an iterator of messages.
+
+        ``start_at``: ``"new"`` (only messages published from now on),
+        ``"earliest"``, ``"latest"`` (the newest message, then new ones), an
+        offset, a ``datetime``, or a ``timedelta`` (that long ago).
+        ``stop_at``: None (follow forever), ``"latest"``, an offset or a
+        ``datetime``; the iteration ends there.
+
+        Raises:
+            NoSuchPartitionError: no such stream or partition.
+            UnavailableError: no leader (or in-sync replica) could be reached.
+        """
+        self._check_open()
+        request = subscribe_request(
+            stream,
+            partition,
+            start_at=start_at,
+            stop_at=stop_at,
+            read_isr_replica=read_isr_replica,
+            resume=resume,
+            now_ns=_now_ns(),
+        )
+        subscription = AsyncSubscription(self, request, self._resubscribe_wait)
+        await subscription._open(self._timeout if timeout is None else timeout)
+        with self._mutex:
+            self._subscriptions.add(subscription)
+        return subscription
+
+    def _forget_subscription(self, subscription: AsyncSubscription) -> None:
+        with self._mutex:
+            self._subscriptions.discard(subscription)
+
+    async def activity(
+        self, *, start_at: StartAt = "earliest", timeout: float | None = None
+    ) -> AsyncActivityStream:
+        """Follow the cluster's activity stream (stream created, deleted, paused...).
+
+        Needs ``activity.stream.enabled`` on the server. Events come at least
+        once; use :attr:`ActivityEvent.id` to drop repeats.
+        """
+        subscription = await self.subscribe(_ACTIVITY_STREAM, start_at=start_at, timeout=timeout)
+        return AsyncActivityStream(subscription)
+
+    # -------------------------------------------------------------- cursors
+
+    async def _cursor_partition(self, cursor_id: str, stream: str, partition: int) -> int:
+        metadata = self._metadata
+        if metadata is None or _CURSORS_STREAM not in metadata.streams:
+            metadata = await self._refresh_metadata()
+        count = metadata.partition_count(_CURSORS_STREAM)
+        if count == 0:
+            raise RpcError(
+                "the cursors stream does not exist: start the server with "
+                "cursors.stream.partitions > 0"
+            )
+        return cursors_partition(cursor_id, stream, partition, count)
+
+    async def set_cursor(
+        self,
+        cursor_id: str,
+        stream: str,
+        partition: int,
+        offset: int,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Store ``offset`` as cursor ``cursor_id``'s position in a partition."""
+        if not cursor_id or not stream:
+            raise InvalidArgumentError("cursor_id and stream must not be empty")
+        target = await self._cursor_partition(cursor_id, stream, partition)
+        request = api_pb2.SetCursorRequest(
+            stream=stream, partition=partition, cursorId=cursor_id, offset=offset
+        )
+        await self._call_leader(
+            _CURSORS_STREAM, target, "SetCursor", request, api_pb2.SetCursorResponse, timeout
+        )
+
+    async def fetch_cursor(
+        self, cursor_id: str, stream: str, partition: int, *, timeout: float | None = None
+    ) -> int:
+        """Return cursor ``cursor_id``'s stored offset in a partition, -1 when none."""
+        if not cursor_id or not stream:
+            raise InvalidArgumentError("cursor_id and stream must not be empty")
+        target = await self._cursor_partition(cursor_id, stream, partition)
+        request = api_pb2.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id)
+        response = await self._call_leader(
+            _CURSORS_STREAM, target, "FetchCursor", request, api_pb2.FetchCursorResponse, timeout
+        )
+        return int(response.offset)
+
+
+class AsyncActivityStream:
+    """Iterator of :class:`~pyliftbridge.models.ActivityEvent` from ``__activity``."""
+
+    def __init__(self, subscription: AsyncSubscription) -> None:
+        self._subscription = subscription
+
+    def __aiter__(self) -> AsyncActivityStream:
+        return self
+
+    async def __anext__(self) -> ActivityEvent:
+        message = await self._subscription.__anext__()
+        return ActivityEvent.from_message(message)
+
+    async def close(self) -> None:
+        """Stop following the activity stream."""
+        await self._subscription.close()
+
+    async def __aenter__(self) -> AsyncActivityStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _now_ns() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1e9)
+
+
+def _partition_from_subject(subject: str) -> int:
+    """Partition N > 0 of a stream lives on NATS subject ``<subject>.N``."""
+    head, _, tail = subject.rpartition(".")
+    return int(tail) if head and tail.isdigit() else 0
