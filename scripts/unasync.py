@@ -25,6 +25,7 @@ FILES = [
     ("src/pyliftbridge/_async/_publisher.py", "src/pyliftbridge/_sync/_publisher.py"),
     ("src/pyliftbridge/_async/_subscription.py", "src/pyliftbridge/_sync/_subscription.py"),
     ("tests/integration/_async/test_client.py", "tests/integration/_sync/test_client.py"),
+    ("tests/integration/_async/test_cluster.py", "tests/integration/_sync/test_cluster.py"),
 ]
 
 #: Whole-word substitutions, applied in order.

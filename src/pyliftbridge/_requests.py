@@ -694,10 +694,13 @@ def publish_response_error(resp: api_pb2.PublishResponse) -> LiftbridgeError | N
         code = err.code
         message = err.message
         cls: type[LiftbridgeError]
-        if code == api_pb2.PublishAsyncError.BAD_REQUEST and (
-            "exceeds max replication size" in message
-        ):
-            # The server reports an Ack TOO_LARGE on PublishAsync as BAD_REQUEST.
+        if (
+            code == api_pb2.PublishAsyncError.BAD_REQUEST
+            and "exceeds max replication size" in message
+        ) or "maximum payload exceeded" in message:
+            # The server reports an Ack TOO_LARGE on PublishAsync as
+            # BAD_REQUEST, and a message over NATS's max_payload (1 MiB by
+            # default) as INTERNAL "nats: maximum payload exceeded".
             cls, text = MessageTooLargeError, "message too large"
         else:
             cls, text = _ASYNC_ERRORS.get(code, (RpcError, f"publish failed (code {code})"))

@@ -25,6 +25,7 @@ from ..errors import (
     LiftbridgeError,
     NotLeaderError,
     ProtocolError,
+    StopPositionReachedError,
     UnavailableError,
 )
 from ..models import Message
@@ -172,6 +173,10 @@ class AsyncSubscription:
                     "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
                 )
                 return
+            except StopPositionReachedError:
+                # Everything up to the stop offset was delivered before the break.
+                self._finish()
+                raise StopAsyncIteration from None
             except (*_RESUBSCRIBE_ON, DeadlineExceededError) as exc:
                 last = exc
             # go-liftbridge waits 1 s plus up to 0.5 s of jitter between attempts.

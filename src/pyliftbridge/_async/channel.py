@@ -47,6 +47,14 @@ log = logging.getLogger("pyliftbridge")
 SEND_HIGH_WATER = 1024 * 1024
 
 
+def _unavailable(message: str) -> UnavailableError:
+    # A connection that cannot be opened or has broken fails calls with the
+    # same status as the core gives a call cut off in flight, so that
+    # ``err.code``/``err.status`` do not depend on which side of the race the
+    # call was on (before the fix these errors had no status at all).
+    return UnavailableError(message, status=Status(StatusCode.UNAVAILABLE, message))
+
+
 class AsyncCall:
     """One gRPC call on an :class:`AsyncChannel` (unary, server- or bidi-streaming).
 
@@ -268,9 +276,9 @@ class _AsyncConnection(asyncio.Protocol):
                 options.connect_timeout,
             )
         except asyncio.TimeoutError:
-            raise UnavailableError(f"timed out connecting to {host}:{port}") from None
+            raise _unavailable(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
-            raise UnavailableError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise _unavailable(f"cannot connect to {host}:{port}: {exc}") from exc
         if conn.dead is not None:
             raise conn.dead
         return conn
@@ -286,7 +294,7 @@ class _AsyncConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
-            self.dead = UnavailableError(
+            self.dead = _unavailable(
                 f"{self.host}:{self.port} did not agree to HTTP/2 over TLS (ALPN)"
             )
             transport.close()
@@ -375,7 +383,7 @@ class _AsyncConnection(asyncio.Protocol):
 
     def _fail(self, message: str) -> None:
         if self.dead is None:
-            self.dead = UnavailableError(message)
+            self.dead = _unavailable(message)
         self._dispatch(self.core.connection_lost(message))
         if self._keepalive_handle is not None:
             self._keepalive_handle.cancel()

@@ -27,6 +27,7 @@ from .._address import parse_address
 from .._options import ChannelOptions, TLSConfig
 from .._pb import api_pb2
 from .._requests import (
+    ack_error,
     create_stream_request,
     map_rpc_error,
     publish_request,
@@ -77,6 +78,8 @@ AddressMap = Union[Mapping[str, str], Callable[[str], str], None]
 _CURSORS_STREAM = "__cursors"
 _ACTIVITY_STREAM = "__activity"
 _RETRYABLE = (UnavailableError, NotLeaderError)
+#: Seconds a broker that refused a publish stream is passed over.
+_UNREACHABLE_FOR = 5.0
 
 
 class Client:
@@ -137,6 +140,7 @@ class Client:
         self._publishers: dict[str, PublishStream] = {}
         self._subscriptions: set[Subscription] = set()
         self._metadata: Metadata | None = None
+        self._unreachable: dict[str, float] = {}
         self._inflight = Semaphore(max_inflight_publishes)
         self._workers: list[Worker] = []
         self._wakeup = Event()
@@ -522,11 +526,19 @@ class Client:
             )
         return chosen
 
-    def _publish_stream(self, stream: str, partition: int) -> PublishStream:
+    def _publish_stream(self, stream: str, partition: int, avoid: set[str]) -> PublishStream:
         # Spread partitions over the brokers (any broker accepts any publish);
-        # a given partition always uses the same stream while brokers are stable.
+        # a given partition keeps using the same stream while brokers are
+        # stable. Brokers that recently refused a stream are skipped: a dead
+        # broker stays listed in metadata.
+        now = monotonic()
         addresses = sorted(self._broker_addresses())
-        address = addresses[zlib.crc32(f"{stream}:{partition}".encode()) % len(addresses)]
+        usable = (
+            [a for a in addresses if a not in avoid and self._unreachable.get(a, 0.0) <= now]
+            or [a for a in addresses if a not in avoid]
+            or addresses
+        )
+        address = usable[zlib.crc32(f"{stream}:{partition}".encode()) % len(usable)]
         with self._mutex:
             publisher = self._publishers.get(address)
             if publisher is None:
@@ -583,8 +595,21 @@ class Client:
         pending = None
         if policy is not AckPolicy.NONE:
             pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait)
+        tried: set[str] = set()
         try:
-            self._publish_stream(stream, chosen).send(request, pending)
+            while True:
+                publisher = self._publish_stream(stream, chosen, tried)
+                try:
+                    publisher.send(request, pending)
+                    break
+                except UnavailableError:
+                    # send() fails only for a message that never left, so
+                    # another broker may take it.
+                    tried.add(publisher.address)
+                    with self._mutex:
+                        self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
+                    if len(tried) >= len(self._broker_addresses()):
+                        raise
         except BaseException:
             self._inflight.release()
             raise
@@ -701,6 +726,10 @@ class Client:
         if policy is AckPolicy.NONE or not response.HasField("ack"):
             return None
         ack = response.ack
+        # v1.9.0 returns PublishToSubject acks without looking at their error.
+        failure = ack_error(ack)
+        if failure is not None:
+            raise failure
         partition = _partition_from_subject(ack.partitionSubject)
         return Ack.from_proto(ack, partition)
 

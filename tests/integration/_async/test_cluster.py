@@ -1,0 +1,95 @@
+"""AsyncClient against a real 3-node Liftbridge cluster: routing and failover.
+
+Source of ``tests/integration/_sync/test_cluster.py`` (``scripts/unasync.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pyliftbridge import AckPolicy, AsyncClient, UnavailableError
+from pyliftbridge._async._backend import monotonic, sleep
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+
+async def take(subscription, count):
+    """The next ``count`` messages of a subscription."""
+    return [await subscription.__anext__() for _ in range(count)]
+
+
+async def publish_retrying(client, stream, value, timeout=30.0):
+    """Publish with AckPolicy.ALL, retrying while the cluster fails over."""
+    deadline = monotonic() + timeout
+    while True:
+        try:
+            return await client.publish(stream, value, ack_policy=AckPolicy.ALL, timeout=5)
+        except UnavailableError:
+            if monotonic() > deadline:
+                raise
+            await sleep(0.2)
+
+
+def follower_of(cluster, stream, partition=0):
+    """Index of a running node that does not lead the partition."""
+    leader = cluster.leader_of(stream, partition)
+    return next(i for i in cluster.running_nodes() if i != leader)
+
+
+async def test_leader_bound_calls_route_from_a_follower_seed(liftbridge_cluster, name):
+    cluster = liftbridge_cluster
+    async with AsyncClient(cluster.addresses) as admin:
+        await admin.create_stream(f"{name}.subj", name, replication_factor=3, partitions=2)
+    seed = cluster.node(follower_of(cluster, name)).address
+    # Only a follower is known up front: Subscribe and FetchPartitionMetadata
+    # must find the leader through metadata.
+    async with AsyncClient(seed) as client:
+        for i in range(3):
+            await client.publish(name, b"m%d" % i, ack_policy=AckPolicy.ALL)
+        info = await client.fetch_partition_metadata(name, 0)
+        assert info.leader is not None
+        assert info.leader.address == cluster.node(cluster.leader_of(name, 0)).address
+        assert len(info.replicas) == 3 and len(info.isr) >= 1
+        async with await client.subscribe(name, start_at="earliest") as sub:
+            assert [m.value for m in await take(sub, 3)] == [b"m0", b"m1", b"m2"]
+        await client.set_cursor("cluster-cursor", name, 1, 7)
+        assert await client.fetch_cursor("cluster-cursor", name, 1) == 7
+
+
+async def test_read_from_isr_replica(liftbridge_cluster, name):
+    cluster = liftbridge_cluster
+    async with AsyncClient(cluster.addresses) as client:
+        await client.create_stream(f"{name}.subj", name, replication_factor=3)
+        for i in range(5):
+            await client.publish(name, b"r%d" % i, ack_policy=AckPolicy.ALL)
+        seen = set()
+        for _ in range(6):
+            async with await client.subscribe(
+                name, start_at="earliest", read_isr_replica=True
+            ) as sub:
+                assert [m.value for m in await take(sub, 5)] == [b"r%d" % i for i in range(5)]
+                seen.add(sub.partition)
+        assert seen == {0}
+
+
+async def test_resubscribe_after_partition_leader_is_killed(liftbridge_cluster, name):
+    cluster = liftbridge_cluster
+    async with AsyncClient(cluster.addresses, resubscribe_wait=60, timeout=15) as client:
+        await client.create_stream(f"{name}.subj", name, replication_factor=3)
+        for i in range(10):
+            await client.publish(name, b"v%d" % i, ack_policy=AckPolicy.ALL)
+        subscription = await client.subscribe(name, start_at="earliest")
+        first = await take(subscription, 5)
+        assert [m.offset for m in first] == [0, 1, 2, 3, 4]
+        leader = cluster.leader_of(name, 0)
+        cluster.kill(leader)
+        rest = await take(subscription, 5)
+        # Resumed at last offset + 1: nothing lost, nothing repeated.
+        assert [m.offset for m in rest] == [5, 6, 7, 8, 9]
+        ack = await publish_retrying(client, name, b"after-failover")
+        assert ack is not None and ack.offset >= 10
+        message = await subscription.__anext__()
+        assert message.value == b"after-failover"
+        new_leader = cluster.leader_of(name, 0)
+        assert new_leader != leader
+        await subscription.close()
