@@ -21,11 +21,12 @@ __all__ = ["ChannelOptions", "TLSConfig"]
 class TLSConfig:
     """How to secure connections to the brokers.
 
-    Server verification is on by default. Give ``ca_file`` (or ``ca_data``)
-    for a private CA, ``cert_file`` + ``key_file`` for mutual TLS, and
-    ``server_hostname`` when the name in the broker's certificate differs from
-    the address dialled. ``context`` replaces all of that with a ready
-    ``ssl.SSLContext`` (ALPN ``h2`` is still set on it).
+    Server verification is on by default. Give ``ca_file`` (or ``ca_data``:
+    PEM as str or bytes, or DER bytes) for a private CA, ``cert_file`` +
+    ``key_file`` for mutual TLS, and ``server_hostname`` when the name in the
+    broker's certificate differs from the address dialled. ``context``
+    replaces all of that with a ready ``ssl.SSLContext`` (ALPN ``h2`` is still
+    set on it).
     """
 
     ca_file: str | None = None
@@ -42,18 +43,28 @@ class TLSConfig:
         if self.context is not None:
             ctx = self.context
         else:
-            ctx = ssl.create_default_context(
-                ssl.Purpose.SERVER_AUTH, cafile=self.ca_file, cadata=self.ca_data
-            )
+            if self.key_file is not None and self.cert_file is None:
+                raise InvalidArgumentError("key_file needs cert_file")
+            # Unreadable files, bad PEM and wrong passwords are configuration
+            # errors: report them as such, not as a (retryable) broken connection.
+            try:
+                # ssl reads bytes ``cadata`` as DER only; PEM given as bytes
+                # (what most tools hand out) is passed as text.
+                cadata = self.ca_data
+                if isinstance(cadata, bytes) and b"-----BEGIN" in cadata:
+                    cadata = cadata.decode("ascii")
+                ctx = ssl.create_default_context(
+                    ssl.Purpose.SERVER_AUTH, cafile=self.ca_file, cadata=cadata
+                )
+                if self.cert_file is not None:
+                    ctx.load_cert_chain(self.cert_file, self.key_file, self.key_password)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise InvalidArgumentError(f"invalid TLS configuration: {exc}") from exc
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.options |= ssl.OP_NO_COMPRESSION
             if not self.verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            if self.cert_file is not None:
-                ctx.load_cert_chain(self.cert_file, self.key_file, self.key_password)
-            elif self.key_file is not None:
-                raise InvalidArgumentError("key_file needs cert_file")
         ctx.set_alpn_protocols(["h2"])
         return ctx
 

@@ -56,6 +56,14 @@ log = logging.getLogger("pyliftbridge")
 SEND_HIGH_WATER = 1024 * 1024
 
 
+def _unavailable(message: str) -> UnavailableError:
+    # A connection that cannot be opened or has broken fails calls with the
+    # same status as the core gives a call cut off in flight, so that
+    # ``err.code``/``err.status`` do not depend on which side of the race the
+    # call was on (before the fix these errors had no status at all).
+    return UnavailableError(message, status=Status(StatusCode.UNAVAILABLE, message))
+
+
 class Call:
     """One gRPC call on a :class:`Channel` (unary, server- or bidi-streaming).
 
@@ -279,24 +287,28 @@ class _Connection:
     def _dial(
         host: str, port: int, options: ChannelOptions, tls: TLSConfig | None
     ) -> socket.socket:
+        # Before connecting, and outside the handlers below: a bad TLS
+        # configuration is an InvalidArgumentError, not an unreachable broker
+        # (the asyncio front end builds it before connecting too).
+        ctx = tls.build_context() if tls is not None else None
         try:
             sock = socket.create_connection((host, port), timeout=options.connect_timeout)
         except OSError as exc:
-            raise UnavailableError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise _unavailable(f"cannot connect to {host}:{port}: {exc}") from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
-                ctx = tls.build_context()
+                assert ctx is not None
                 sock = ctx.wrap_socket(sock, server_hostname=tls.server_hostname or host)
                 if sock.selected_alpn_protocol() != "h2":
-                    raise UnavailableError(f"{host}:{port} did not agree to HTTP/2 over TLS (ALPN)")
+                    raise _unavailable(f"{host}:{port} did not agree to HTTP/2 over TLS (ALPN)")
             sock.settimeout(None)
         except ssl.SSLError as exc:
             sock.close()
-            raise UnavailableError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
+            raise _unavailable(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
             sock.close()
-            raise UnavailableError(f"cannot set up connection to {host}:{port}: {exc}") from exc
+            raise _unavailable(f"cannot set up connection to {host}:{port}: {exc}") from exc
         except BaseException:
             sock.close()
             raise
@@ -420,7 +432,7 @@ class _Connection:
     def _fail(self, message: str) -> None:
         with self._state:
             if self._dead is None:
-                self._dead = UnavailableError(message)
+                self._dead = _unavailable(message)
             self._dispatch(self._core.connection_lost(message))
         self._close_socket()
 
