@@ -22,7 +22,7 @@ from ..errors import (
     UnavailableError,
 )
 from ..models import Ack
-from ._backend import Future, Lock, Mutex, defer
+from ._backend import Future, Lock, Mutex
 from .channel import AsyncCall
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ class PublishStream:
         self._pending: dict[str, PendingPublish] = {}
         self._mutex = Mutex()
         self._open_lock = Lock()
-        self._flush_scheduled = False
 
     @property
     def pending_count(self) -> int:
@@ -111,16 +110,8 @@ class PublishStream:
                 if attempt:
                     raise
                 continue
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                defer(self._flush)
+            call.flush_soon()
             return
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        call = self._call
-        if call is not None:
-            call.flush()
 
     async def _read_loop(self, call: AsyncCall) -> None:
         error: LiftbridgeError

@@ -102,6 +102,10 @@ class AsyncCall:
         """Write everything queued on the connection."""
         self._conn.flush()
 
+    def flush_soon(self) -> None:
+        """Write what is queued once the current task yields, so sends coalesce."""
+        self._conn.flush_soon()
+
     async def end(self) -> None:
         """Half-close: no more request messages."""
         if self.status is None:
@@ -248,6 +252,7 @@ class _AsyncConnection(asyncio.Protocol):
         self.calls: dict[int, AsyncCall] = {}
         self.dead: LiftbridgeError | None = None
         self.write_paused = False
+        self._flush_scheduled = False
         self._transport: asyncio.Transport | None = None
         self._keepalive = KeepalivePolicy(
             options.keepalive_interval,
@@ -344,7 +349,13 @@ class _AsyncConnection(asyncio.Protocol):
         self.calls[call_id] = call
         return call
 
+    def flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
     def flush(self) -> None:
+        self._flush_scheduled = False
         if self.dead is not None or self._transport is None:
             return
         data = self.core.data_to_send()

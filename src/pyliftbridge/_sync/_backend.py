@@ -15,7 +15,6 @@ from typing import Any, Callable, TypeVar
 __all__ = [
     "Event",
     "Lock",
-    "defer",
     "Future",
     "Mutex",
     "Queue",
@@ -151,7 +150,3 @@ class Lock:
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
-
-def defer(callback: Callable[[], None]) -> None:
-    """Run ``callback`` now (threads have no "soon"; concurrent writers coalesce anyway)."""
-    callback()

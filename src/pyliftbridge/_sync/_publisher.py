@@ -24,7 +24,7 @@ from ..errors import (
     UnavailableError,
 )
 from ..models import Ack
-from ._backend import Future, Lock, Mutex, defer
+from ._backend import Future, Lock, Mutex
 from .channel import Call
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ class PublishStream:
         self._pending: dict[str, PendingPublish] = {}
         self._mutex = Mutex()
         self._open_lock = Lock()
-        self._flush_scheduled = False
 
     @property
     def pending_count(self) -> int:
@@ -113,16 +112,8 @@ class PublishStream:
                 if attempt:
                     raise
                 continue
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                defer(self._flush)
+            call.flush_soon()
             return
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        call = self._call
-        if call is not None:
-            call.flush()
 
     def _read_loop(self, call: Call) -> None:
         error: LiftbridgeError
