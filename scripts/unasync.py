@@ -46,6 +46,7 @@ RULES = [
     (r"\bAsyncCall\b", "Call"),
     (r"\b_async\b", "_sync"),
     (r"\basyncio flavour\b", "blocking flavour"),
+    (r"A Liftbridge client for asyncio\.", "A thread-safe, blocking Liftbridge client."),
 ]
 
 HEADER = (

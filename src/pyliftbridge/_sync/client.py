@@ -83,7 +83,7 @@ _UNREACHABLE_FOR = 5.0
 
 
 class Client:
-    """A Liftbridge client for asyncio.
+    """A thread-safe, blocking Liftbridge client.
 
     Args:
         brokers: one ``"host:port"`` or several; any one that answers is enough.
