@@ -41,6 +41,7 @@ RULES = [
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncSubscription\b", "Subscription"),
+    (r"\bAsyncMergedSubscription\b", "MergedSubscription"),
     (r"\bAsyncActivityStream\b", "ActivityStream"),
     (r"\bAsyncChannel\b", "Channel"),
     (r"\bAsyncCall\b", "Call"),

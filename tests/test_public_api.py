@@ -35,7 +35,9 @@ def test_clients_have_the_same_methods_and_signatures() -> None:
     for name, signature in sync.items():
         assert str(signature) == str(asynchronous[name]).replace(
             "AsyncSubscription", "Subscription"
-        ).replace("AsyncActivityStream", "ActivityStream"), name
+        ).replace("AsyncActivityStream", "ActivityStream").replace(
+            "AsyncMergedSubscription", "MergedSubscription"
+        ), name
     for name in ("publish", "publish_async", "subscribe", "create_stream", "fetch_cursor", "close"):
         assert name in sync
     assert inspect.iscoroutinefunction(AsyncClient.publish)

@@ -7,11 +7,11 @@ Start with :class:`Client` (blocking, thread-safe) or :class:`AsyncClient`
 
 from __future__ import annotations
 
-from ._async._subscription import AsyncSubscription
+from ._async._subscription import AsyncMergedSubscription, AsyncSubscription
 from ._async.client import AsyncActivityStream, AsyncClient
 from ._options import ChannelOptions, TLSConfig
 from ._status import Status, StatusCode
-from ._sync._subscription import Subscription
+from ._sync._subscription import MergedSubscription, Subscription
 from ._sync.client import ActivityStream, Client
 from ._version import __version__
 from .errors import (
@@ -65,6 +65,7 @@ __all__ = [
     "ActivityStream",
     "AsyncActivityStream",
     "AsyncClient",
+    "AsyncMergedSubscription",
     "AsyncSubscription",
     "BrokerInfo",
     "CancelledError",
@@ -84,6 +85,7 @@ __all__ = [
     "Message",
     "MessageSizeError",
     "MessageTooLargeError",
+    "MergedSubscription",
     "Metadata",
     "NoKnownLeaderError",
     "NoSuchPartitionError",

@@ -103,13 +103,13 @@ class Semaphore:
 
 
 class Queue:
-    """An unbounded FIFO with a timed get."""
+    """A FIFO with a timed get; ``put`` waits while ``maxsize`` items are queued."""
 
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+    def __init__(self, maxsize: int = 0) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
 
-    def put(self, item: Any) -> None:
-        self._queue.put_nowait(item)
+    async def put(self, item: Any) -> None:
+        await self._queue.put(item)
 
     async def get(self, timeout: float | None = None) -> Any:
         """Return the next item; raise TimeoutError after ``timeout``."""

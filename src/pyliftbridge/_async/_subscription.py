@@ -12,6 +12,7 @@ iteration normally.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from types import TracebackType
@@ -29,13 +30,13 @@ from ..errors import (
     UnavailableError,
 )
 from ..models import Message
-from ._backend import monotonic, sleep
+from ._backend import Queue, monotonic, sleep, spawn
 from .channel import AsyncCall
 
 if TYPE_CHECKING:
     from .client import AsyncClient
 
-__all__ = ["AsyncSubscription"]
+__all__ = ["AsyncMergedSubscription", "AsyncSubscription"]
 
 log = logging.getLogger("pyliftbridge")
 
@@ -205,6 +206,83 @@ class AsyncSubscription:
         self._finish()
 
     async def __aenter__(self) -> AsyncSubscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+_DONE = object()
+
+
+class AsyncMergedSubscription:
+    """Messages of every partition of a stream, interleaved as they arrive.
+
+    Order holds within a partition, not across partitions. At most
+    ``buffer`` messages wait here unread; past that the per-partition readers
+    stop reading, so HTTP/2 flow control slows the server down (backpressure
+    is kept). Iteration ends when every partition's subscription has ended,
+    and raises the first error any of them hits (closing the rest).
+    """
+
+    def __init__(self, subscriptions: list[AsyncSubscription], buffer: int = 1024) -> None:
+        self._subscriptions = subscriptions
+        self._queue = Queue(max(1, buffer))
+        self._running = len(subscriptions)
+        self._closed = False
+        self._workers = [
+            spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
+            for s in subscriptions
+        ]
+
+    @property
+    def partitions(self) -> list[int]:
+        """The partitions being read."""
+        return [s.partition for s in self._subscriptions]
+
+    async def _pump(self, subscription: AsyncSubscription) -> None:
+        try:
+            async for message in subscription:
+                await self._queue.put(message)
+        except LiftbridgeError as exc:
+            await self._queue.put(exc)
+        finally:
+            await self._queue.put(_DONE)
+
+    def __aiter__(self) -> AsyncMergedSubscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        while self._running and not self._closed:
+            item = await self._queue.get()
+            if item is _DONE:
+                self._running -= 1
+                continue
+            if isinstance(item, LiftbridgeError):
+                await self.close()
+                raise item
+            message: Message = item
+            return message
+        raise StopAsyncIteration
+
+    async def close(self) -> None:
+        """Stop every partition's subscription."""
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in self._subscriptions:
+            await subscription.close()
+        # Unblock readers waiting on a full buffer, then let them finish.
+        while not all(worker.done() for worker in self._workers):
+            with contextlib.suppress(TimeoutError):
+                await self._queue.get(timeout=0.05)
+
+    async def __aenter__(self) -> AsyncMergedSubscription:
         return self
 
     async def __aexit__(

@@ -60,7 +60,7 @@ from ._backend import (
     wait_future,
 )
 from ._publisher import PendingPublish, PublishStream
-from ._subscription import AsyncSubscription
+from ._subscription import AsyncMergedSubscription, AsyncSubscription
 from .channel import AsyncChannel
 
 __all__ = ["AsyncClient"]
@@ -771,6 +771,46 @@ class AsyncClient:
         with self._mutex:
             self._subscriptions.add(subscription)
         return subscription
+
+    async def subscribe_all(
+        self,
+        stream: str,
+        *,
+        start_at: StartAt = "new",
+        stop_at: StopAt = None,
+        read_isr_replica: bool = False,
+        resume: bool = False,
+        buffer: int = 1024,
+        timeout: float | None = None,
+    ) -> AsyncMergedSubscription:
+        """Subscribe to every partition of a stream; one iterator of all their messages.
+
+        Order holds within each partition. ``buffer`` bounds the messages
+        held unread (backpressure applies beyond it). Other arguments are as
+        for :meth:`subscribe`, applied to each partition.
+        """
+        self._check_open()
+        metadata = await self._refresh_metadata([stream])
+        partitions = sorted(metadata.stream(stream).partitions)
+        subscriptions: list[AsyncSubscription] = []
+        try:
+            for partition in partitions:
+                subscriptions.append(
+                    await self.subscribe(
+                        stream,
+                        partition=partition,
+                        start_at=start_at,
+                        stop_at=stop_at,
+                        read_isr_replica=read_isr_replica,
+                        resume=resume,
+                        timeout=timeout,
+                    )
+                )
+        except BaseException:
+            for subscription in subscriptions:
+                await subscription.close()
+            raise
+        return AsyncMergedSubscription(subscriptions, buffer)
 
     def _forget_subscription(self, subscription: AsyncSubscription) -> None:
         with self._mutex:

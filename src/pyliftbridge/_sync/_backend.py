@@ -85,10 +85,10 @@ class Semaphore:
 
 
 class Queue:
-    """An unbounded FIFO with a timed get."""
+    """A FIFO with a timed get; ``put`` waits while ``maxsize`` items are queued."""
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    def __init__(self, maxsize: int = 0) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
 
     def put(self, item: Any) -> None:
         self._queue.put(item)

@@ -14,6 +14,7 @@ iteration normally.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from types import TracebackType
@@ -31,13 +32,13 @@ from ..errors import (
     UnavailableError,
 )
 from ..models import Message
-from ._backend import monotonic, sleep
+from ._backend import Queue, monotonic, sleep, spawn
 from .channel import Call
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["Subscription"]
+__all__ = ["MergedSubscription", "Subscription"]
 
 log = logging.getLogger("pyliftbridge")
 
@@ -207,6 +208,83 @@ class Subscription:
         self._finish()
 
     def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_DONE = object()
+
+
+class MergedSubscription:
+    """Messages of every partition of a stream, interleaved as they arrive.
+
+    Order holds within a partition, not across partitions. At most
+    ``buffer`` messages wait here unread; past that the per-partition readers
+    stop reading, so HTTP/2 flow control slows the server down (backpressure
+    is kept). Iteration ends when every partition's subscription has ended,
+    and raises the first error any of them hits (closing the rest).
+    """
+
+    def __init__(self, subscriptions: list[Subscription], buffer: int = 1024) -> None:
+        self._subscriptions = subscriptions
+        self._queue = Queue(max(1, buffer))
+        self._running = len(subscriptions)
+        self._closed = False
+        self._workers = [
+            spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
+            for s in subscriptions
+        ]
+
+    @property
+    def partitions(self) -> list[int]:
+        """The partitions being read."""
+        return [s.partition for s in self._subscriptions]
+
+    def _pump(self, subscription: Subscription) -> None:
+        try:
+            for message in subscription:
+                self._queue.put(message)
+        except LiftbridgeError as exc:
+            self._queue.put(exc)
+        finally:
+            self._queue.put(_DONE)
+
+    def __iter__(self) -> MergedSubscription:
+        return self
+
+    def __next__(self) -> Message:
+        while self._running and not self._closed:
+            item = self._queue.get()
+            if item is _DONE:
+                self._running -= 1
+                continue
+            if isinstance(item, LiftbridgeError):
+                self.close()
+                raise item
+            message: Message = item
+            return message
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop every partition's subscription."""
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in self._subscriptions:
+            subscription.close()
+        # Unblock readers waiting on a full buffer, then let them finish.
+        while not all(worker.done() for worker in self._workers):
+            with contextlib.suppress(TimeoutError):
+                self._queue.get(timeout=0.05)
+
+    def __enter__(self) -> MergedSubscription:
         return self
 
     def __exit__(

@@ -62,7 +62,7 @@ from ._backend import (
     wait_future,
 )
 from ._publisher import PendingPublish, PublishStream
-from ._subscription import Subscription
+from ._subscription import MergedSubscription, Subscription
 from .channel import Channel
 
 __all__ = ["Client"]
@@ -773,6 +773,46 @@ class Client:
         with self._mutex:
             self._subscriptions.add(subscription)
         return subscription
+
+    def subscribe_all(
+        self,
+        stream: str,
+        *,
+        start_at: StartAt = "new",
+        stop_at: StopAt = None,
+        read_isr_replica: bool = False,
+        resume: bool = False,
+        buffer: int = 1024,
+        timeout: float | None = None,
+    ) -> MergedSubscription:
+        """Subscribe to every partition of a stream; one iterator of all their messages.
+
+        Order holds within each partition. ``buffer`` bounds the messages
+        held unread (backpressure applies beyond it). Other arguments are as
+        for :meth:`subscribe`, applied to each partition.
+        """
+        self._check_open()
+        metadata = self._refresh_metadata([stream])
+        partitions = sorted(metadata.stream(stream).partitions)
+        subscriptions: list[Subscription] = []
+        try:
+            for partition in partitions:
+                subscriptions.append(
+                    self.subscribe(
+                        stream,
+                        partition=partition,
+                        start_at=start_at,
+                        stop_at=stop_at,
+                        read_isr_replica=read_isr_replica,
+                        resume=resume,
+                        timeout=timeout,
+                    )
+                )
+        except BaseException:
+            for subscription in subscriptions:
+                subscription.close()
+            raise
+        return MergedSubscription(subscriptions, buffer)
 
     def _forget_subscription(self, subscription: Subscription) -> None:
         with self._mutex:

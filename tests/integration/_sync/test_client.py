@@ -359,3 +359,19 @@ def test_close_fails_pending_and_ends_subscriptions(liftbridge, name):
     assert all(m.stream == name for m in remaining)
     with pytest.raises(ClientClosedError):
         client.publish(name, b"after close")
+
+
+def test_subscribe_all_partitions(liftbridge, name):
+    with Client(liftbridge.address) as client:
+        client.create_stream(f"{name}.subj", name, partitions=3)
+        for i in range(30):
+            client.publish(name, b"%d" % i, partition=i % 3)
+        with client.subscribe_all(
+            name, start_at="earliest", stop_at="latest", buffer=4
+        ) as merged:
+            assert merged.partitions == [0, 1, 2]
+            messages = [m for m in merged]
+        assert sorted(int(m.value) for m in messages) == list(range(30))
+        for partition in range(3):
+            offsets = [m.offset for m in messages if m.partition == partition]
+            assert offsets == list(range(10))
