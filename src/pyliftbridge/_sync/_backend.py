@@ -9,7 +9,6 @@ import concurrent.futures
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, Callable, TypeVar
 
 __all__ = [

@@ -114,6 +114,10 @@ class Subscription:
                 return
             except LiftbridgeError as exc:
                 error = map_subscribe_error(exc, handshake=True)
+                if subscription_ends_normally(error):
+                    # e.g. stop_at="latest" on an empty partition: nothing to read.
+                    self._finished = True
+                    return
                 attempt += 1
                 if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
                     log.debug(

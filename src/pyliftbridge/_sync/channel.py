@@ -427,6 +427,7 @@ class _Connection:
                     self._dispatch(events)
                     if self._core.closed_reason is not None and not self._core.active_calls:
                         self._dead = UnavailableError(status=self._core.closed_reason)
+                        self._writer_cond.notify_all()
                 self._flush()
                 if self._dead is not None:
                     self._close_socket()
@@ -469,6 +470,7 @@ class _Connection:
             if self._dead is None:
                 self._dead = _unavailable(message)
             self._dispatch(self._core.connection_lost(message))
+            self._writer_cond.notify_all()
         self._close_socket()
 
     def _close_socket(self) -> None:
