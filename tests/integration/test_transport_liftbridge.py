@@ -57,8 +57,16 @@ async def publish(ch: Any, stream: str, value: bytes) -> api.Ack:
     return api.PublishResponse.FromString(raw).ack
 
 
-async def publish_async(ch: Any, stream: str, values: list[bytes]) -> list[api.PublishResponse]:
-    """Pipeline ``values`` over one PublishAsync call; return the responses in arrival order."""
+async def publish_async(
+    ch: Any, stream: str, values: list[bytes], *, half_close: bool = True
+) -> list[api.PublishResponse]:
+    """Pipeline ``values`` over one PublishAsync call; return the responses in arrival order.
+
+    With ``half_close`` the call ends the proper way: half-close, then the
+    server's OK. Liftbridge sometimes takes 5 s to answer the half-close
+    (grpcio clients see the same), so bulk loading just closes the call
+    once every ack is in.
+    """
     async with await ch.open_call(API + "PublishAsync", timeout=60) as call:
         for i, value in enumerate(values):
             request = api.PublishRequest(
@@ -74,9 +82,10 @@ async def publish_async(ch: Any, stream: str, values: list[bytes]) -> list[api.P
             raw = await call.recv()
             assert raw is not None, "PublishAsync ended before every ack arrived"
             responses.append(api.PublishResponse.FromString(raw))
-        await call.end()
-        assert await call.recv() is None
-        assert call.status is not None and call.status.ok
+        if half_close:
+            await call.end()
+            assert await call.recv() is None
+            assert call.status is not None and call.status.ok
     return responses
 
 
@@ -190,7 +199,9 @@ def test_publish_async_acks_match_correlation_ids(front: str, liftbridge: Any) -
     run(front, liftbridge.address, scenario)
 
 
-def check_backpressure(front: str, address: str, size: int, count: int, window: int) -> None:
+def check_backpressure(
+    front: str, address: str, size: int, count: int, window: int, *, check_bound: bool = True
+) -> None:
     """Fill a partition with ``count`` messages of ``size`` bytes, subscribe, read
     nothing for a while, then everything: the transport may hold no more than
     the stream window meanwhile, and every message must then arrive, in order
@@ -201,7 +212,7 @@ def check_backpressure(front: str, address: str, size: int, count: int, window: 
 
     async def scenario(ch: Any) -> None:
         await create_stream(ch, name)
-        responses = await publish_async(ch, name, values)
+        responses = await publish_async(ch, name, values, half_close=False)
         assert sorted(r.ack.offset for r in responses) == list(range(count))
 
         call = await subscribe(ch, name, startPosition=api.StartPosition.EARLIEST)
@@ -210,7 +221,9 @@ def check_backpressure(front: str, address: str, size: int, count: int, window: 
             held = buffered_messages(call)
             # Complete messages are acknowledged when read, so at most a
             # window's worth (plus the one straddling its end) can be here.
-            assert 0 < held <= window // size + 1, (held, window // size)
+            assert held > 0
+            if check_bound:
+                assert held <= window // size + 1, (held, window // size)
             for i in range(count):
                 raw = await call.recv(timeout=10)
                 assert raw is not None
@@ -230,6 +243,13 @@ def check_backpressure(front: str, address: str, size: int, count: int, window: 
 def test_slow_subscriber_backpressure(front: str, liftbridge: Any) -> None:
     # 6 MiB in messages that each fit in one DATA frame, behind a 1 MiB window.
     check_backpressure(front, liftbridge.address, size=4 * KiB, count=1536, window=1 * MiB)
+
+
+def test_slow_subscriber_multi_frame_messages_all_arrive(front: str, liftbridge: Any) -> None:
+    # 64 KiB messages span five 16 KiB DATA frames each; the bound on what is
+    # held is tested (xfail) below, here only that all arrive, in order.
+    size, count = 64 * KiB, 96
+    check_backpressure(front, liftbridge.address, size, count, window=1 * MiB, check_bound=False)
 
 
 @pytest.mark.xfail(
