@@ -78,6 +78,11 @@ _CLUSTER_DEFAULTS: dict[str, ConfigValue] = {
     "clustering.replica.max.idle.wait": "500ms",
     "clustering.replica.fetch.timeout": "500ms",
     "clustering.min.insync.replicas": 1,
+    # A node answers FetchMetadata from a broker list it gathered by asking its peers
+    # (waiting up to 3 s for them) and then caches, 2 minutes by default.  A list
+    # gathered while a node was down would hide that node for 2 minutes after it is
+    # back; with 5 s a restarted or healed cluster lists every node again quickly.
+    "metadata.cache.max.age": "5s",
 }
 
 _PORT_IN_USE = "address already in use"
@@ -942,36 +947,36 @@ class LiftbridgeCluster(_Owner):
 
         Ready means the restarted node lists every node and sees leaders for the
         internal streams.  The other nodes may keep listing the broker set they
-        cached while it was down for ``metadata.cache.max.age`` (2 minutes by
-        default; override it in ``config`` if a test depends on it).
+        cached while it was down for ``metadata.cache.max.age`` (see
+        :meth:`wait_ready`).
         """
         self.node(i).restart(wait=wait)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until every running, unpaused node lists every node and has internal streams.
 
-        A node that surveyed its peers while one of them was down keeps that
-        incomplete broker list for ``metadata.cache.max.age`` (2 minutes by
-        default), so this can take that long after a node comes back.
+        A node that gathered its broker list while a peer was down keeps it for
+        ``metadata.cache.max.age`` (5 s here unless overridden), so this can take
+        that long after a node comes back.
         """
         nodes = [self._nodes[i] for i in self.running_nodes()]
         _wait_ready(nodes, self._nodes, timeout or self._startup_timeout)
 
     def heal(self) -> None:
-        """Resume paused nodes, start stopped or killed ones, and wait until those are ready.
+        """Resume paused nodes, start stopped or killed ones, then :meth:`wait_ready`.
 
-        Nodes that kept running are not re-verified (see :meth:`wait_ready`).
+        Does nothing (no RPC) when every node is running and not paused.
         """
-        changed: list[LiftbridgeNode] = []
+        changed = False
         for node in self._nodes:
             if node.paused:
                 node.resume()
-                changed.append(node)
+                changed = True
             if not node.running:
                 node.launch()
-                changed.append(node)
+                changed = True
         if changed:
-            _wait_ready(changed, self._nodes, self._startup_timeout)
+            self.wait_ready()
 
     # -- leadership --------------------------------------------------------------
 
