@@ -12,7 +12,7 @@ send
     Floor: serialize, add the 5-byte prefix, one ``b"".join`` per flush.
 
 recv
-    A Subscribe stream exactly as grpc-go writes it: response HEADERS, the
+    A Subscribe stream framed the way grpc-go writes it: response HEADERS, the
     empty handshake message, then one DATA frame per ``Message``. It is
     recorded once with a server-side ``h2`` connection and fed to
     ``GrpcConnection.receive_data`` in ``--chunk-size`` reads. Each message is
