@@ -353,3 +353,45 @@ def test_plugin_reports_server_logs_on_failure(tmp_path: Path) -> None:
     assert "liftbridge 127.0.0.1:" in proc.stdout
     assert "log tail (call)" in proc.stdout
     assert "Starting Liftbridge server on 127.0.0.1:" in proc.stdout
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_cli_install_prints_binaries() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyliftbridge.testing", "install"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
+    paths = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    assert set(paths) == {"LIFTBRIDGE_BIN", "NATS_SERVER_BIN"}
+    for path in paths.values():
+        assert os.access(path, os.X_OK)
+
+
+@pytest.mark.integration
+def test_cli_serve_until_interrupted() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyliftbridge.testing", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("Liftbridge ready: 127.0.0.1:"), first
+        address = first.split(": ", 1)[1].strip()
+        assert len(fetch_metadata(address).brokers) == 1
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with pytest.raises(LiftbridgeError):
+        fetch_metadata(address)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -103,12 +104,44 @@ def active_servers() -> list[LiftbridgeServer | LiftbridgeCluster]:
     return [o for o in owners if isinstance(o, (LiftbridgeServer, LiftbridgeCluster))]
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PORT_FLOOR = 10000
+_ports = random.Random()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
 def _free_port() -> int:
-    """A loopback TCP port that is free right now (the caller binds it soon after)."""
+    """A loopback TCP port that is free right now (the caller binds it soon after).
+
+    Chosen below the kernel's ephemeral range when there is room: a port from that
+    range can be handed to some outgoing connection as its source port while a
+    node is down, and the node could then not restart on it.
+    """
+    low = _ephemeral_low()
+    if low - _PORT_FLOOR >= 5000:
+        for _ in range(50):
+            port = _ports.randrange(_PORT_FLOOR, low)
+            if _port_is_free(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def _flatten(config: Mapping[str, object], prefix: str = "") -> dict[str, object]:
@@ -359,7 +392,9 @@ class LiftbridgeNode:
         return self._claims_leadership
 
     def _retain_log(self) -> None:
-        self._retained_log = _read_tail(self.log_path, _KEEP_AFTER_STOP)
+        text = _read_tail(self.log_path, _KEEP_AFTER_STOP)
+        if text:
+            self._retained_log = text
 
     def _check_alive(self, allow_port_change: bool) -> None:
         """Raise if the process exited; relaunch on a fresh port after a port clash."""
@@ -539,7 +574,7 @@ class LiftbridgeServer(_Owner):
             ServerUnavailableError: no ``liftbridge`` binary could be obtained.
             ServerStartupError: the server exited or did not become ready in time.
         """
-        if self._node is not None:
+        if self._node is not None and self._node.running:
             raise RuntimeError("server already started")
         binary = self._binary or liftbridge_binary()
         self._work_dir = self._make_work_dir(self._requested_dir)
@@ -818,7 +853,7 @@ class LiftbridgeCluster(_Owner):
             ServerUnavailableError: a binary could not be obtained.
             ServerStartupError: a process exited or the cluster was not ready in time.
         """
-        if self._nats is not None:
+        if self._nats is not None and self._nats.process.running:
             raise RuntimeError("cluster already started")
         binary = self._binary or liftbridge_binary()
         nats_binary = self._nats_binary or nats_server_binary()
