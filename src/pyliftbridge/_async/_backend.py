@@ -154,9 +154,12 @@ async def wait_future(future: Awaitable[T], timeout: float | None = None) -> T:
     """Wait for ``future``'s result; TimeoutError after ``timeout``."""
     if timeout is None or (isinstance(future, asyncio.Future) and future.done()):
         return await future
+    shielded = asyncio.shield(future)
     try:
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        return await asyncio.wait_for(shielded, timeout)
     except asyncio.TimeoutError:
+        if shielded.done() and not shielded.cancelled():
+            raise  # the future itself failed with a TimeoutError subclass
         raise TimeoutError from None
 
 

@@ -133,6 +133,8 @@ def wait_future(future: concurrent.futures.Future[T], timeout: float | None = No
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
+        if future.done():
+            raise  # the publish itself failed with a TimeoutError subclass
         raise TimeoutError from None
 
 

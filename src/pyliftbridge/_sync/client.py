@@ -78,6 +78,8 @@ AddressMap = Union[Mapping[str, str], Callable[[str], str], None]
 _CURSORS_STREAM = "__cursors"
 _ACTIVITY_STREAM = "__activity"
 _RETRYABLE = (UnavailableError, NotLeaderError)
+#: Calls that change nothing on the server, so a slow attempt may be abandoned and retried.
+_IDEMPOTENT = frozenset({"FetchMetadata"})
 #: Seconds a broker that refused a publish stream is passed over.
 _UNREACHABLE_FOR = 5.0
 
@@ -245,10 +247,16 @@ class Client:
         response_type: type[_R],
         timeout: float | None = None,
     ) -> _R:
-        """Call ``method`` on any broker, retrying retryable failures until the deadline."""
+        """Call ``method`` on any broker, retrying retryable failures until the deadline.
+
+        Read-only calls give each broker a share of the time: a broker that
+        hangs (paused, or waiting on a cluster that lost members) must not use
+        up the whole deadline while another could answer at once.
+        """
         self._check_open()
         budget = self._timeout if timeout is None else timeout
         deadline = monotonic() + budget
+        idempotent = method in _IDEMPOTENT
         attempt = 0
         last: LiftbridgeError | None = None
         while True:
@@ -256,11 +264,15 @@ class Client:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     break
+                share = min(remaining, max(2.0, budget / 3)) if idempotent else remaining
                 try:
-                    return self._unary(address, method, request, response_type, remaining)
+                    return self._unary(address, method, request, response_type, share)
                 except LiftbridgeError as exc:
                     error = map_rpc_error(method, exc)
-                    if not error.retryable or self._closed:
+                    retry = error.retryable or (
+                        idempotent and isinstance(error, DeadlineExceededError)
+                    )
+                    if not retry or self._closed:
                         if error is exc:
                             raise
                         raise error from exc
@@ -690,10 +702,10 @@ class Client:
             remaining = None if deadline is None else max(0.0, deadline - monotonic())
             try:
                 wait_future(future, remaining)
+            except LiftbridgeError:
+                pass  # reported through that publish's own future (AckTimeoutError too)
             except TimeoutError:
                 raise DeadlineExceededError("flush timed out with publishes pending") from None
-            except LiftbridgeError:
-                pass  # reported through that publish's own future
 
     def publish_to_subject(
         self,
