@@ -247,18 +247,11 @@ def test_slow_subscriber_backpressure(front: str, liftbridge: Any) -> None:
 
 def test_slow_subscriber_multi_frame_messages_all_arrive(front: str, liftbridge: Any) -> None:
     # 64 KiB messages span five 16 KiB DATA frames each; the bound on what is
-    # held is tested (xfail) below, here only that all arrive, in order.
+    # held is tested below, here only that all arrive, in order.
     size, count = 64 * KiB, 96
     check_backpressure(front, liftbridge.address, size, count, window=1 * MiB, check_bound=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: GrpcConnection._on_data acknowledges the DATA frames of a message "
-    "that is not complete yet at once, so a message spanning several frames pins only "
-    "its last frame's bytes in the window; an idle subscriber then buffers far more "
-    "than stream_window (here all 6 MiB behind a 1 MiB window)",
-)
 def test_slow_subscriber_backpressure_multi_frame_messages(front: str, liftbridge: Any) -> None:
     # 64 KiB messages span five 16 KiB DATA frames each.
     check_backpressure(front, liftbridge.address, size=64 * KiB, count=96, window=1 * MiB)

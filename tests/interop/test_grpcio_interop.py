@@ -152,11 +152,6 @@ def test_metadata_echoed_as_initial_and_trailing(front: str, peer: PeerServer) -
     run(front, peer.address, scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: _core.metadata.decode_metadata passes reserved grpc-* headers "
-    "(grpc-accept-encoding, sent by grpcio on every response) through as custom metadata",
-)
 def test_reserved_headers_are_not_custom_metadata(front: str, peer: PeerServer) -> None:
     async def scenario(ch: Any) -> None:
         async with await ch.open_call(ECHO, timeout=5) as call:

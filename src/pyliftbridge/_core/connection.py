@@ -22,21 +22,29 @@ new call waits in a queue and gets a stream when another call ends.
 
 Flow control is acknowledged when the application *consumes* a message (the
 driver calls :meth:`acknowledge` with the message's credit), so a slow reader
-makes the server wait. Bytes of a message that is still incomplete are
-acknowledged as they arrive, so a message larger than the window cannot
-deadlock (its size is bounded by the receive maximum).
+makes the server wait. A message's credit covers every DATA frame it arrived
+in, not only the one that completed it. Holding the bytes of an incomplete
+message has a limit, though: a message larger than the window could never
+complete, and the partial messages of several calls could fill the connection
+window. So once the held partial bytes of a call reach a quarter of the stream
+window, or those of all calls a quarter of the connection window, they are
+acknowledged at once. With h2's own batching (it announces nothing until half
+a window is due) and the driver's (under a quarter), the server never runs out
+of window while the application keeps up.
 
 Receive fast path
 -----------------
 h2 spends 10-17 µs of CPython time on every frame, and a Liftbridge
 subscription is one small DATA frame per message. :meth:`receive_data`
 therefore splits the input into frames itself and handles the common case --
-a DATA frame without padding or END_STREAM on an open stream, outside a
-header block -- directly: it charges the connection's and the stream's
-inbound windows in h2's own window managers (so WINDOW_UPDATEs and flow-control
-errors stay exactly h2's) and decodes the payload. Every other frame, and
-every DATA frame that does not qualify, goes through h2 unchanged and in
-order.
+a DATA frame without padding or END_STREAM on an open stream whose response
+headers have arrived, outside a header block, once the server's first
+SETTINGS went through h2 -- directly: it charges the connection's and the
+stream's inbound windows in h2's own window managers (so WINDOW_UPDATEs and
+flow-control errors stay exactly h2's) and decodes the payload. Every other
+frame, and every DATA frame that does not qualify, goes through h2 unchanged
+and in order. h2 only ever receives whole frames, so the splitter and h2
+never disagree about where a frame starts.
 
 GOAWAY
 ------
@@ -143,6 +151,7 @@ class _Call:
         "local_closed",
         "out",
         "out_len",
+        "partial_credit",
         "response_headers",
         "stream_id",
         "trailers",
@@ -160,6 +169,8 @@ class _Call:
         self.ended = False
         self.decoder = MessageDecoder(max_size)
         self.unacked = 0
+        #: Credit of DATA frames holding only part of the next message (not acknowledged).
+        self.partial_credit = 0
         self.headers_received = False
         self.http_status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -241,6 +252,10 @@ class GrpcConnection:
         self._pending_acks: dict[int, int] = {}
         self._pending_ack_total = 0
         self._ack_flush_threshold = max(1, min(stream_window, connection_window) // 4)
+        # Limits on credit held for incomplete messages (see the module docstring).
+        self._partial_total = 0
+        self._partial_limit_stream = max(1, stream_window // 4)
+        self._partial_limit_connection = max(1, max(connection_window, _DEFAULT_WINDOW) // 4)
         self._next_call_id = 1
         self._active = 0
         self._initiated = False
@@ -450,30 +465,40 @@ class GrpcConnection:
         """Process bytes read from the network and return the resulting events."""
         if self.closed_reason is not None and self.closed_reason.code is StatusCode.INTERNAL:
             return []
-        try:
-            if self._fast_path and self._settings_seen:
-                return self._receive_split(data)
-            # Until the server's first SETTINGS went through h2, h2 sees everything.
-            return self._receive_h2(data)
-        except h2.exceptions.ProtocolError as exc:
-            return self._protocol_failure(
-                f"HTTP/2 protocol error from the server: {exc}",
-                int(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)),
-            )
-
-    def _receive_h2(self, data: Buffer) -> list[Event]:
+        # Events are collected into one list as they are made, so a protocol
+        # error later in the same read cannot swallow them: a call that ended
+        # before the error must still get its (one) CallEnded.
         events: list[Event] = []
+        try:
+            if self._fast_path:
+                self._receive_split(data, events)
+            else:
+                self._receive_h2(data, events)
+        except h2.exceptions.ProtocolError as exc:
+            events.extend(
+                self._protocol_failure(
+                    f"HTTP/2 protocol error from the server: {exc}",
+                    int(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)),
+                )
+            )
+        return events
+
+    def _receive_h2(self, data: Buffer, events: list[Event]) -> None:
         size = len(data)
         if size <= _H2_CHUNK:
-            return self._translate(self._h2.receive_data(data))
+            events.extend(self._translate(self._h2.receive_data(data)))
+            return
         view = memoryview(data)
         for start in range(0, size, _H2_CHUNK):
             events.extend(self._translate(self._h2.receive_data(view[start : start + _H2_CHUNK])))
-        return events
 
-    def _receive_split(self, data: Buffer) -> list[Event]:
+    def _receive_split(self, data: Buffer, events: list[Event]) -> None:
         # Split the input into whole frames. Runs of frames that need h2 go to
         # it as they are; plain DATA frames on open streams are handled here.
+        # h2 only ever gets whole frames, so it never holds a partial frame
+        # that the splitter would then misread as a frame header. That holds
+        # from the first byte on, before the fast path may run (which is only
+        # once the server's first SETTINGS went through h2).
         buf = self._inbuf
         if buf:
             buf += data
@@ -483,7 +508,6 @@ class GrpcConnection:
         end = len(view)
         pos = 0
         run = -1  # start of the pending run of frames for h2
-        events: list[Event] = []
         h2c = self._h2
         max_frame = h2c.max_inbound_frame_size
         unpack = _FRAME_HEADER.unpack_from
@@ -492,11 +516,16 @@ class GrpcConnection:
             hi, lo, ftype, flags, sid = unpack(view, pos)
             length = (hi << 16) | lo
             if length > max_frame:
-                # Let h2 see it and raise its own FRAME_SIZE_ERROR.
-                if run < 0:
+                # The limit may have grown with a SETTINGS ACK still in the run.
+                if run >= 0:
+                    self._receive_h2(view[run:pos], events)
+                    run = -1
+                max_frame = h2c.max_inbound_frame_size
+                if length > max_frame:
+                    # Let h2 see it and raise its own FRAME_SIZE_ERROR.
                     run = pos
-                pos = end
-                break
+                    pos = end
+                    break
             stop = pos + 9 + length
             if stop > end:
                 break
@@ -504,10 +533,11 @@ class GrpcConnection:
                 ftype == _DATA
                 and not flags & (_END_STREAM | _PADDED)
                 and not self._in_header_block
+                and self._settings_seen
                 and (sid & 0x7FFFFFFF) in by_stream
             ):
                 if run >= 0:
-                    events.extend(self._receive_h2(view[run:pos]))
+                    self._receive_h2(view[run:pos], events)
                     run = -1
                 call = by_stream.get(sid & 0x7FFFFFFF)
                 if call is not None and self._fast_data(call, view[pos + 9 : stop], length, events):
@@ -523,10 +553,9 @@ class GrpcConnection:
                     run = pos
             pos = stop
         if run >= 0:
-            events.extend(self._receive_h2(view[run:pos]))
+            self._receive_h2(view[run:pos], events)
         if pos < end:
             self._inbuf += view[pos:]
-        return events
 
     def _fast_data(
         self, call: _Call, payload: memoryview, length: int, events: list[Event]
@@ -539,6 +568,9 @@ class GrpcConnection:
             or stream.state_machine.state not in _FAST_STATES
             or stream._expected_content_length is not None
             or call.ended
+            # DATA before the response HEADERS is a connection error in h2
+            # ("cannot receive data before headers"); let h2 raise it.
+            or not call.headers_received
         ):
             return False
         # Same order and same managers as h2's _receive_data_frame: a window
@@ -630,10 +662,20 @@ class GrpcConnection:
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._h2.reset_stream(call.stream_id, error_code=code)
 
+    def _release_partial(self, call: _Call) -> None:
+        """Acknowledge the credit held for a call's incomplete message."""
+        held = call.partial_credit
+        if held:
+            call.partial_credit = 0
+            self._partial_total -= held
+            self._queue_ack(call, held)
+
     def _end(self, call: _Call, status: Status, transparent_retry: bool = False) -> CallEnded:
         call.ended = True
         call.out = []
         call.out_len = 0
+        # The incomplete message will never be delivered: return its credit.
+        self._release_partial(call)
         if call.stream_id is not None:
             self._by_stream.pop(call.stream_id, None)
             self._active -= 1
@@ -658,21 +700,33 @@ class GrpcConnection:
             events.append(self._end(call, Status(code, str(exc))))
             return
         if not messages:
-            # Part of a message: acknowledge now, or a message larger than the
-            # window could never complete.
-            self._queue_ack(call, length)
+            # Part of a message: the credit waits for the message, unless
+            # holding more could stall the stream or the connection.
+            call.partial_credit += length
+            self._partial_total += length
+            if (
+                call.partial_credit >= self._partial_limit_stream
+                or self._partial_total >= self._partial_limit_connection
+            ):
+                self._release_partial(call)
             return
-        call.unacked += length
+        # The frames held so far belong to the first message completed here;
+        # all the credit rides on the last one (and is returned with it).
+        credit = length + call.partial_credit
+        self._partial_total -= call.partial_credit
+        call.partial_credit = 0
+        call.unacked += credit
         cid = call.call_id
         last = len(messages) - 1
         for i, message in enumerate(messages):
-            events.append(MessageReceived(cid, message, length if i == last else 0))
+            events.append(MessageReceived(cid, message, credit if i == last else 0))
 
     def _protocol_failure(self, message: str, error_code: int) -> list[Event]:
         status = Status(StatusCode.INTERNAL, message)
-        # h2 has usually queued its GOAWAY already; if the error was found on
-        # the fast path, queue one here.
-        self.close(error_code)
+        # h2 queues its own GOAWAY for the errors it finds (and closes its
+        # state machine); only an error found on the fast path needs ours.
+        if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+            self.close(error_code)
         self.closed_reason = status
         events: list[Event] = []
         for call in list(self._calls.values()):
@@ -695,8 +749,9 @@ class GrpcConnection:
             elif isinstance(ev, h2.events.ResponseReceived):
                 call = by_stream.get(ev.stream_id)
                 if call is not None:
-                    self._response_headers(call, ev.headers, events)
-                    if ev.stream_ended is not None:
+                    ended = ev.stream_ended is not None
+                    self._response_headers(call, ev.headers, ended, events)
+                    if ended:
                         self._stream_ended(call, events)
             elif isinstance(ev, h2.events.TrailersReceived):
                 call = by_stream.get(ev.stream_id)
@@ -720,16 +775,23 @@ class GrpcConnection:
         return events
 
     def _response_headers(
-        self, call: _Call, headers: list[tuple[bytes, bytes]], events: list[Event]
+        self,
+        call: _Call,
+        headers: list[tuple[bytes, bytes]],
+        stream_ended: bool,
+        events: list[Event],
     ) -> None:
         call.headers_received = True
         call.response_headers = list(headers)
+        has_grpc_status = False
         for name, value in headers:
             if name == b":status":
                 try:
                     call.http_status = int(value)
                 except ValueError:
                     call.http_status = 0
+            elif name == b"grpc-status":
+                has_grpc_status = True
             elif name == b"grpc-encoding":
                 try:
                     call.decoder.decompress = decompressor_for(value.decode("ascii", "replace"))
@@ -737,7 +799,18 @@ class GrpcConnection:
                     self._reset(call, h2.errors.ErrorCodes.CANCEL)
                     events.append(self._end(call, Status(StatusCode.INTERNAL, str(exc))))
                     return
-        if call.http_status == 200:
+        if call.http_status != 200:
+            if not stream_ended and not has_grpc_status:
+                # Not a gRPC response (a proxy's error page, say): whatever body
+                # follows is no stream of gRPC messages and must not be parsed
+                # as one. The HTTP status decides (doc/http-grpc-status-mapping.md).
+                self._reset(call, h2.errors.ErrorCodes.CANCEL)
+                metadata = decode_metadata(headers)
+                events.append(self._end(call, status_from_http(call.http_status, metadata)))
+            return
+        if not stream_ended:
+            # Trailers-Only (one HEADERS frame that ends the stream) carries no
+            # initial metadata: all of it is trailing and comes with CallEnded.
             events.append(ResponseHeaders(call.call_id, decode_metadata(headers)))
 
     def _stream_ended(self, call: _Call, events: list[Event]) -> None:

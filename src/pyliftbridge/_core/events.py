@@ -26,7 +26,11 @@ class Event:
 
 
 class ResponseHeaders(Event):
-    """The server's response headers arrived (initial metadata)."""
+    """The server's response headers arrived (initial metadata).
+
+    Not produced for a Trailers-Only response (its metadata is all trailing,
+    in the :class:`CallEnded` status) nor for a non-200 HTTP response.
+    """
 
     __slots__ = ("call_id", "metadata")
 
@@ -42,8 +46,10 @@ class MessageReceived(Event):
     """One complete gRPC message arrived.
 
     ``flow_controlled_length`` is the HTTP/2 flow-control credit tied to this
-    message: pass it to :meth:`GrpcConnection.acknowledge` when the
-    application has consumed the message, so a slow consumer slows the sender.
+    message (the DATA frames it arrived in that were not acknowledged already;
+    0 when a later message completed by the same DATA frame carries it):
+    pass it to :meth:`GrpcConnection.acknowledge` when the application has
+    consumed the message, so a slow consumer slows the sender.
     """
 
     __slots__ = ("call_id", "data", "flow_controlled_length")

@@ -24,13 +24,14 @@ __all__ = [
 
 MetadataValue = Union[str, bytes]
 
+# (multiplier, divisor, unit): the value in a unit is seconds * multiplier / divisor.
 _TIMEOUT_UNITS = (
-    (1e9, "n"),
-    (1e6, "u"),
-    (1e3, "m"),
-    (1.0, "S"),
-    (1 / 60, "M"),
-    (1 / 3600, "H"),
+    (10**9, 1, "n"),
+    (10**6, 1, "u"),
+    (10**3, 1, "m"),
+    (1, 1, "S"),
+    (1, 60, "M"),
+    (1, 3600, "H"),
 )
 _TIMEOUT_MAX = 99_999_999
 
@@ -39,12 +40,24 @@ def encode_timeout(seconds: float) -> str:
     """Encode a timeout for ``grpc-timeout``: at most 8 digits and a unit.
 
     The finest unit whose value fits in 8 digits wins, rounded up so a
-    deadline is never shortened by encoding (as grpc-go does).
+    deadline is never shortened by encoding (as grpc-go does). Timeouts beyond
+    the largest encodable one (99999999 hours, infinity included) are capped.
+
+    Raises:
+        InvalidArgumentError: ``seconds`` is NaN.
     """
+    if isinstance(seconds, float) and math.isnan(seconds):
+        raise InvalidArgumentError("timeout must be a number, not NaN")
     if seconds <= 0:
         return "1n"
-    for per_second, unit in _TIMEOUT_UNITS:
-        value = math.ceil(seconds * per_second)
+    if seconds >= _TIMEOUT_MAX * 3600:
+        return f"{_TIMEOUT_MAX}H"
+    # Exact integer arithmetic: a float product such as 0.1 * 1e6 can round
+    # down to a whole number and so lose the rounding up (0.1 s -> "100000u",
+    # a hair shorter than the float 0.1).
+    num, den = seconds.as_integer_ratio()
+    for multiplier, divisor, unit in _TIMEOUT_UNITS:
+        value = -(-num * multiplier // (den * divisor))  # ceiling division
         if value <= _TIMEOUT_MAX:
             return f"{value}{unit}"
     return f"{_TIMEOUT_MAX}H"
@@ -111,7 +124,10 @@ def _b64decode_lenient(value: str) -> bytes:
     return b"".join(parts)
 
 
-_SKIP_RESPONSE = frozenset({"content-type", "grpc-status", "grpc-message", "grpc-encoding"})
+# grpc-* names are reserved (PROTOCOL-HTTP2.md, "Custom-Metadata"): status,
+# message, encodings and future additions are no custom metadata. The one that
+# applications read (the rich error details) stays.
+_RESERVED_KEPT = frozenset({"grpc-status-details-bin"})
 
 
 def decode_metadata(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
@@ -119,7 +135,11 @@ def decode_metadata(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
     out: list[tuple[str, MetadataValue]] = []
     for raw_name, raw_value in headers:
         name = raw_name.decode("ascii", "replace")
-        if name.startswith(":") or name in _SKIP_RESPONSE:
+        if (
+            name.startswith(":")
+            or name == "content-type"
+            or (name.startswith("grpc-") and name not in _RESERVED_KEPT)
+        ):
             continue
         value = raw_value.decode("latin-1")
         if name.endswith("-bin"):
