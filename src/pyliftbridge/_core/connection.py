@@ -110,6 +110,9 @@ Buffer = Union[bytes, bytearray, memoryview]
 
 # HTTP/2 frame header: 24-bit length (as 8 + 16 bits), type, flags, stream id.
 _FRAME_HEADER = struct.Struct(">BHBBI")
+_FRAME_AND_PREFIX = struct.Struct(">BHBBIBI")
+_pack_prefix = PREFIX.pack
+_unpack_prefix = PREFIX.unpack_from
 _DATA, _HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x0, 0x1, 0x5, 0x9
 _END_STREAM, _END_HEADERS, _PADDED = 0x1, 0x4, 0x8
 _FAST_STATES = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
@@ -145,6 +148,7 @@ class _Call:
         "decoder",
         "end_pending",
         "ended",
+        "h2_stream",
         "headers",
         "headers_received",
         "http_status",
@@ -162,6 +166,7 @@ class _Call:
         self.call_id = call_id
         self.headers = headers
         self.stream_id: int | None = None
+        self.h2_stream: Any = None  # h2's H2Stream, once the call has a stream
         self.out: list[bytes] = []
         self.out_len = 0
         self.end_pending = False
@@ -221,6 +226,7 @@ class GrpcConnection:
             normalize_inbound_headers=validate_headers,
         )
         self._h2 = _H2Connection(config=config)
+        self._inbound_window = self._h2._inbound_flow_control_window_manager
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -343,7 +349,9 @@ class GrpcConnection:
             MessageSizeError: the payload is over the send maximum.
             ProtocolError: the call does not exist or its request side is closed.
         """
-        call = self._sendable(call_id)
+        call = self._calls.get(call_id)
+        if call is None or call.ended or call.end_pending or call.local_closed:
+            call = self._sendable(call_id)  # raises the right error
         size = len(payload)
         if size > self.max_send_message_size:
             raise MessageSizeError(
@@ -351,7 +359,7 @@ class GrpcConnection:
                 f"{self.max_send_message_size} bytes"
             )
         out = call.out
-        out.append(PREFIX.pack(0, size))
+        out.append(_pack_prefix(0, size))
         out.append(payload)
         call.out_len += size + 5
         if end:
@@ -402,8 +410,15 @@ class GrpcConnection:
         if call is None:
             return False
         call.unacked -= flow_controlled_length
-        self._queue_ack(call, flow_controlled_length)
-        return self._pending_ack_total >= self._ack_flush_threshold
+        sid = call.stream_id
+        if sid is None:
+            return False
+        # _queue_ack, inlined: this runs once per message consumed.
+        acks = self._pending_acks
+        acks[sid] = acks.get(sid, 0) + flow_controlled_length
+        total = self._pending_ack_total + flow_controlled_length
+        self._pending_ack_total = total
+        return total >= self._ack_flush_threshold
 
     def release(self, call_id: int) -> None:
         """Forget an ended call, acknowledging the credit of messages never consumed.
@@ -504,6 +519,9 @@ class GrpcConnection:
             buf += data
             data = bytes(buf)
             buf.clear()
+        elif type(data) is not bytes:
+            # One copy per read, so that each message below is a plain bytes slice.
+            data = bytes(data)
         view = memoryview(data)
         end = len(view)
         pos = 0
@@ -512,8 +530,16 @@ class GrpcConnection:
         max_frame = h2c.max_inbound_frame_size
         unpack = _FRAME_HEADER.unpack_from
         by_stream = self._by_stream
+        unpack_both = _FRAME_AND_PREFIX.unpack_from
+        window = self._inbound_window
+        fast_states = _FAST_STATES
         while end - pos >= 9:
-            hi, lo, ftype, flags, sid = unpack(view, pos)
+            if end - pos >= 14:
+                # The frame header and, should this be DATA, a message prefix.
+                hi, lo, ftype, flags, sid, mflag, msize = unpack_both(data, pos)
+            else:
+                hi, lo, ftype, flags, sid = unpack(data, pos)
+                mflag = msize = -1
             length = (hi << 16) | lo
             if length > max_frame:
                 # The limit may have grown with a SETTINGS ACK still in the run.
@@ -530,17 +556,50 @@ class GrpcConnection:
             if stop > end:
                 break
             if (
-                ftype == _DATA
-                and not flags & (_END_STREAM | _PADDED)
+                ftype == 0  # DATA
+                and not flags & 0x9  # END_STREAM, PADDED
                 and not self._in_header_block
                 and self._settings_seen
-                and (sid & 0x7FFFFFFF) in by_stream
+                and sid in by_stream  # (a set reserved bit never matches)
             ):
                 if run >= 0:
                     self._receive_h2(view[run:pos], events)
                     run = -1
-                call = by_stream.get(sid & 0x7FFFFFFF)
-                if call is not None and self._fast_data(call, view[pos + 9 : stop], length, events):
+                # Looked up after h2 has seen the frames before this one.
+                call = by_stream.get(sid)
+                stream = None if call is None else call.h2_stream
+                if (
+                    call is not None
+                    and stream is not None
+                    and stream.state_machine.state in fast_states
+                    and stream._expected_content_length is None
+                    and not call.ended
+                    # DATA before the response HEADERS is a connection error in h2
+                    # ("cannot receive data before headers"); let h2 raise it.
+                    and call.headers_received
+                ):
+                    # What h2's _receive_data_frame does, on its own window
+                    # managers: an overrun is h2's FlowControlError.
+                    window.current_window_size -= length
+                    stream_window = stream._inbound_window_manager
+                    stream_window.current_window_size -= length
+                    if window.current_window_size < 0 or stream_window.current_window_size < 0:
+                        raise h2.exceptions.FlowControlError("Flow control window shrunk below 0")
+                    stream._actual_content_length += length
+                    decoder = call.decoder
+                    if (
+                        msize + 5 == length
+                        and not mflag
+                        and not decoder._buf
+                        and not call.partial_credit
+                        and msize <= decoder.max_message_size
+                    ):
+                        # The usual frame (grpc-go writes one message per DATA
+                        # frame): one whole uncompressed message.
+                        call.unacked += length
+                        events.append(MessageReceived(call.call_id, data[pos + 14 : stop], length))
+                    else:
+                        self._on_data(call, data[pos + 9 : stop], length, events)
                     pos = stop
                     continue
                 run = pos
@@ -556,30 +615,6 @@ class GrpcConnection:
             self._receive_h2(view[run:pos], events)
         if pos < end:
             self._inbuf += view[pos:]
-
-    def _fast_data(
-        self, call: _Call, payload: memoryview, length: int, events: list[Event]
-    ) -> bool:
-        """Account for one plain DATA frame the way h2 would; False to defer to h2."""
-        h2c = self._h2
-        stream = h2c.streams.get(call.stream_id or 0)
-        if (
-            stream is None
-            or stream.state_machine.state not in _FAST_STATES
-            or stream._expected_content_length is not None
-            or call.ended
-            # DATA before the response HEADERS is a connection error in h2
-            # ("cannot receive data before headers"); let h2 raise it.
-            or not call.headers_received
-        ):
-            return False
-        # Same order and same managers as h2's _receive_data_frame: a window
-        # overrun raises h2's FlowControlError, a connection error.
-        h2c._inbound_flow_control_window_manager.window_consumed(length)
-        stream._inbound_window_manager.window_consumed(length)
-        stream._actual_content_length += length
-        self._on_data(call, payload, length, events)
-        return True
 
     # ---------------------------------------------------------------- helpers
 
@@ -603,6 +638,7 @@ class GrpcConnection:
         except h2.exceptions.TooManyStreamsError:
             return False
         call.stream_id = sid
+        call.h2_stream = h2c.streams[sid]
         call.local_closed = end
         self._by_stream[sid] = call
         self._active += 1

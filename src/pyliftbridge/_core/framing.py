@@ -107,7 +107,9 @@ class MessageDecoder:
         buf = self._buf
         if not buf:
             # Fast path: parse straight out of ``data``; copy only the tail.
-            view = data if isinstance(data, memoryview) else memoryview(data)
+            # Slices of bytes are the cheapest way to get the messages out
+            # (``bytes(memoryview[a:b])`` costs about three times as much).
+            view = data if type(data) is bytes else bytes(data)
             end = len(view)
             pos = 0
             while end - pos >= 5:
@@ -117,7 +119,7 @@ class MessageDecoder:
                 stop = pos + 5 + size
                 if stop > end:
                     break
-                payload = bytes(view[pos + 5 : stop])
+                payload = view[pos + 5 : stop]
                 if flag:
                     payload = self._decompress(payload)
                 out.append(payload)
