@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from pyliftbridge._core.events import MessageReceived
 from pyliftbridge._options import ChannelOptions
 from pyliftbridge._pb import api_pb2 as api
 from pyliftbridge._status import StatusCode
@@ -103,9 +102,9 @@ def buffered_messages(call: Any) -> int:
     inner = getattr(call, "call", call)  # the blocking Call behind the shim
     lock = getattr(inner._conn, "_state", None)
     if lock is None:
-        return sum(isinstance(e, MessageReceived) for e in inner._events)
+        return int(inner._inbox.pending_messages)
     with lock:
-        return sum(isinstance(e, MessageReceived) for e in inner._events)
+        return int(inner._inbox.pending_messages)
 
 
 # ---------------------------------------------------------------------- tests

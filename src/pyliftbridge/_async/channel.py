@@ -9,7 +9,6 @@ between reading the core's state and acting on it.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -27,6 +26,7 @@ from .._core.events import (
     MessageReceived,
     ResponseHeaders,
 )
+from .._core.inbox import EMPTY, CallInbox, remaining_time
 from .._core.keepalive import KeepaliveAction, KeepalivePolicy
 from .._core.metadata import MetadataValue
 from .._options import ChannelOptions, TLSConfig
@@ -36,7 +36,6 @@ from ..errors import (
     LiftbridgeError,
     ProtocolError,
     UnavailableError,
-    error_from_status,
 )
 
 __all__ = ["AsyncCall", "AsyncChannel"]
@@ -66,24 +65,33 @@ class AsyncCall:
         self._conn = conn
         self.call_id = call_id
         self._deadline = deadline
-        self._events: collections.deque[Event] = collections.deque()
+        self._inbox = CallInbox()
         self._wakeup = asyncio.Event()
-        self.initial_metadata: Metadata = ()
-        self.status: Status | None = None
-        self.transparent_retry = False
         self._released = False
 
     def _deliver(self, event: Event) -> None:
-        if isinstance(event, CallEnded):
-            self.status = event.status
-            self.transparent_retry = event.transparent_retry
-        self._events.append(event)
+        self._inbox.deliver(event)
         self._wakeup.set()
 
     @property
     def done(self) -> bool:
         """True once the call has ended (messages may still be unread)."""
-        return self.status is not None
+        return self._inbox.done
+
+    @property
+    def status(self) -> Status | None:
+        """How the call ended; None while it runs."""
+        return self._inbox.status
+
+    @property
+    def initial_metadata(self) -> Metadata:
+        """The server's response metadata (empty until it arrives)."""
+        return self._inbox.initial_metadata
+
+    @property
+    def transparent_retry(self) -> bool:
+        """True when the server provably never saw the call."""
+        return self._inbox.transparent_retry
 
     async def send(self, payload: bytes, *, end: bool = False, flush: bool = True) -> None:
         """Queue one request message; ``flush=False`` lets several coalesce.
@@ -92,7 +100,7 @@ class AsyncCall:
         are held back by flow control or the transport's write buffer is full.
         """
         conn = self._conn
-        self._raise_if_ended()
+        self._inbox.check_sendable()
         conn.core.send_message(self.call_id, payload, end=end)
         if flush:
             conn.flush()
@@ -108,20 +116,20 @@ class AsyncCall:
 
     async def end(self) -> None:
         """Half-close: no more request messages."""
-        if self.status is None:
+        if not self._inbox.done:
             self._conn.core.end_send(self.call_id)
         self._conn.flush()
 
     async def _wait_writable(self) -> None:
         conn = self._conn
         while conn.core.outbound_pending(self.call_id) > SEND_HIGH_WATER or conn.write_paused:
-            self._raise_if_ended()
+            self._inbox.check_sendable()
             await self._wait(None)
 
     async def _wait(self, timeout: float | None) -> None:
         """Wait for news on this call; expire it when its deadline passes."""
         self._wakeup.clear()
-        remaining = self._remaining(timeout)
+        remaining = remaining_time(self._deadline, timeout, asyncio.get_running_loop().time())
         if remaining is None:
             await self._wakeup.wait()
             return
@@ -144,23 +152,11 @@ class AsyncCall:
         """
         conn = self._conn
         while True:
-            if self._events:
-                event = self._events.popleft()
-                if isinstance(event, MessageReceived):
-                    if event.flow_controlled_length and conn.core.acknowledge(
-                        self.call_id, event.flow_controlled_length
-                    ):
-                        conn.flush()
-                    return event.data
-                if isinstance(event, ResponseHeaders):
-                    self.initial_metadata = event.metadata
-                    continue
-                # CallEnded stays queued so recv keeps giving the same answer.
-                self._events.appendleft(event)
-                assert self.status is not None
-                if self.status.ok:
-                    return None
-                raise self._error()
+            item, flush = self._inbox.take(conn.core, self.call_id)
+            if flush:
+                conn.flush()
+            if item is not EMPTY:
+                return item  # type: ignore[return-value]
             await self._wait(timeout)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -206,30 +202,12 @@ class AsyncCall:
     ) -> None:
         self.close()
 
-    def _remaining(self, timeout: float | None) -> float | None:
-        limits = []
-        if self._deadline is not None:
-            limits.append(self._deadline - asyncio.get_running_loop().time())
-        if timeout is not None:
-            limits.append(timeout)
-        if not limits:
-            return None
-        return max(0.0, min(limits))
-
     def _expire(self) -> None:
         for event in self._conn.core.cancel(
             self.call_id, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
         ):
             self._deliver(event)
         self._conn.flush()
-
-    def _raise_if_ended(self) -> None:
-        if self.status is not None:
-            raise self._error() if not self.status.ok else ProtocolError("call already ended")
-
-    def _error(self) -> LiftbridgeError:
-        assert self.status is not None
-        return error_from_status(self.status)
 
 
 class _AsyncConnection(asyncio.Protocol):

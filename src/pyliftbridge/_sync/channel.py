@@ -14,7 +14,6 @@ before it lets go.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -36,6 +35,7 @@ from .._core.events import (
     PingAcknowledged,
     ResponseHeaders,
 )
+from .._core.inbox import EMPTY, CallInbox, remaining_time
 from .._core.keepalive import KeepaliveAction, KeepalivePolicy
 from .._core.metadata import MetadataValue
 from .._options import ChannelOptions, TLSConfig
@@ -45,7 +45,6 @@ from ..errors import (
     LiftbridgeError,
     ProtocolError,
     UnavailableError,
-    error_from_status,
 )
 
 __all__ = ["Call", "Channel"]
@@ -75,25 +74,34 @@ class Call:
         self._conn = conn
         self.call_id = call_id
         self._deadline = deadline
-        self._events: collections.deque[Event] = collections.deque()
+        self._inbox = CallInbox()
         self._cond = threading.Condition(conn._state)
-        self.initial_metadata: Metadata = ()
-        self.status: Status | None = None
-        self.transparent_retry = False
         self._released = False
 
     # Called by the reader with ``_state`` held.
     def _deliver(self, event: Event) -> None:
-        if isinstance(event, CallEnded):
-            self.status = event.status
-            self.transparent_retry = event.transparent_retry
-        self._events.append(event)
+        self._inbox.deliver(event)
         self._cond.notify_all()
 
     @property
     def done(self) -> bool:
         """True once the call has ended (messages may still be unread)."""
-        return self.status is not None
+        return self._inbox.done
+
+    @property
+    def status(self) -> Status | None:
+        """How the call ended; None while it runs."""
+        return self._inbox.status
+
+    @property
+    def initial_metadata(self) -> Metadata:
+        """The server's response metadata (empty until it arrives)."""
+        return self._inbox.initial_metadata
+
+    @property
+    def transparent_retry(self) -> bool:
+        """True when the server provably never saw the call."""
+        return self._inbox.transparent_retry
 
     def send(self, payload: bytes, *, end: bool = False, flush: bool = True) -> None:
         """Queue one request message; ``flush=False`` lets several coalesce.
@@ -107,7 +115,7 @@ class Call:
         """
         conn = self._conn
         with conn._state:
-            self._raise_if_ended()
+            self._inbox.check_sendable()
             conn._core.send_message(self.call_id, payload, end=end)
         if flush:
             conn._flush()
@@ -130,7 +138,7 @@ class Call:
         """Half-close: no more request messages."""
         conn = self._conn
         with conn._state:
-            if self.status is None:
+            if not self._inbox.done:
                 conn._core.end_send(self.call_id)
         conn._flush()
 
@@ -140,8 +148,9 @@ class Call:
         try:
             with conn._state:
                 while conn._core.outbound_pending(self.call_id) > SEND_HIGH_WATER:
-                    self._raise_if_ended()
-                    if not self._cond.wait(self._remaining(None)):
+                    self._inbox.check_sendable()
+                    wait = remaining_time(self._deadline, None, time.monotonic())
+                    if not self._cond.wait(wait):
                         self._expire()
                         expired = True
         finally:
@@ -161,24 +170,11 @@ class Call:
         try:
             with conn._state:
                 while True:
-                    if self._events:
-                        event = self._events.popleft()
-                        if isinstance(event, MessageReceived):
-                            if event.flow_controlled_length:
-                                flush = conn._core.acknowledge(
-                                    self.call_id, event.flow_controlled_length
-                                )
-                            return event.data
-                        if isinstance(event, ResponseHeaders):
-                            self.initial_metadata = event.metadata
-                            continue
-                        # CallEnded stays queued so recv keeps giving the same answer.
-                        self._events.appendleft(event)
-                        assert self.status is not None
-                        if self.status.ok:
-                            return None
-                        raise self._error()
-                    if not self._cond.wait(self._remaining(timeout)):
+                    item, flush = self._inbox.take(conn._core, self.call_id)
+                    if item is not EMPTY:
+                        return item  # type: ignore[return-value]
+                    wait = remaining_time(self._deadline, timeout, time.monotonic())
+                    if not self._cond.wait(wait):
                         if self._deadline is not None and time.monotonic() >= self._deadline:
                             self._expire()
                             flush = True
@@ -228,31 +224,11 @@ class Call:
     ) -> None:
         self.close()
 
-    # ``_state`` held.
-    def _remaining(self, timeout: float | None) -> float | None:
-        limits = []
-        now = time.monotonic()
-        if self._deadline is not None:
-            limits.append(self._deadline - now)
-        if timeout is not None:
-            limits.append(timeout)
-        if not limits:
-            return None
-        return max(0.0, min(limits))
-
     def _expire(self) -> None:
         for event in self._conn._core.cancel(
             self.call_id, StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
         ):
             self._deliver(event)
-
-    def _raise_if_ended(self) -> None:
-        if self.status is not None:
-            raise self._error() if not self.status.ok else ProtocolError("call already ended")
-
-    def _error(self) -> LiftbridgeError:
-        assert self.status is not None
-        return error_from_status(self.status)
 
 
 class _Connection:

@@ -1,0 +1,116 @@
+"""Per-call receive queue shared by both front ends.
+
+The driver files each call's events here as they come off the connection;
+the application takes messages out. What "the next thing a reader sees" is
+-- a message (whose flow-control credit goes back to the core as it is
+taken), the end of the call, or its error -- is decided here once for both
+front ends, which only add waiting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final, Union
+
+from .._status import Metadata, Status
+from ..errors import LiftbridgeError, ProtocolError, error_from_status
+from .connection import GrpcConnection
+from .events import CallEnded, Event, MessageReceived, ResponseHeaders
+
+__all__ = ["EMPTY", "CallInbox", "remaining_time"]
+
+
+class _Empty:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+
+#: What :meth:`CallInbox.take` returns when nothing has arrived yet.
+EMPTY: Final = _Empty()
+
+Taken = Union[bytes, None, _Empty]
+
+
+class CallInbox:
+    """Events received for one call and not yet taken by the application."""
+
+    __slots__ = ("_events", "initial_metadata", "status", "transparent_retry")
+
+    def __init__(self) -> None:
+        self._events: deque[Event] = deque()
+        #: The server's response headers (custom metadata), once received.
+        self.initial_metadata: Metadata = ()
+        #: How the call ended; None while it runs.
+        self.status: Status | None = None
+        #: True when the server provably never saw the call (safe to resend).
+        self.transparent_retry = False
+
+    @property
+    def done(self) -> bool:
+        """True once the call has ended (messages may still be waiting)."""
+        return self.status is not None
+
+    @property
+    def pending_messages(self) -> int:
+        """Messages received and not yet taken."""
+        return sum(type(e) is MessageReceived for e in self._events)
+
+    def deliver(self, event: Event) -> None:
+        """File one core event for this call."""
+        if type(event) is CallEnded:
+            self.status = event.status
+            self.transparent_retry = event.transparent_retry
+        self._events.append(event)
+
+    def take(self, core: GrpcConnection, call_id: int) -> tuple[Taken, bool]:
+        """Return ``(item, flush)``: the next message, None at a clean end, or EMPTY.
+
+        ``flush`` is True when the credit returned for the message asks the
+        driver to write soon. The end of a call stays queued, so every later
+        ``take`` gives the same answer.
+
+        Raises:
+            LiftbridgeError: the call ended with an error status (mapped).
+        """
+        events = self._events
+        while events:
+            event = events.popleft()
+            if type(event) is MessageReceived:
+                credit = event.flow_controlled_length
+                flush = bool(credit) and core.acknowledge(call_id, credit)
+                return event.data, flush
+            if type(event) is ResponseHeaders:
+                self.initial_metadata = event.metadata
+                continue
+            events.appendleft(event)
+            if self.status is None or self.status.ok:
+                return None, False
+            raise error_from_status(self.status)
+        return EMPTY, False
+
+    def check_sendable(self) -> None:
+        """Raise why nothing more can be sent, if the call has ended."""
+        status = self.status
+        if status is not None:
+            if status.ok:
+                raise ProtocolError("call already ended")
+            raise self.error()
+
+    def error(self) -> LiftbridgeError:
+        """The mapped error of a call that ended with an error status."""
+        assert self.status is not None
+        return error_from_status(self.status)
+
+
+def remaining_time(deadline: float | None, timeout: float | None, now: float) -> float | None:
+    """Seconds to wait: the sooner of the call's deadline and a wait timeout."""
+    limits = []
+    if deadline is not None:
+        limits.append(deadline - now)
+    if timeout is not None:
+        limits.append(timeout)
+    if not limits:
+        return None
+    return max(0.0, min(limits))
