@@ -76,25 +76,44 @@ class ClusterView:
 
 
 def fetch_metadata(
-    address: str, *, streams: Sequence[str] = (), timeout: float = 5.0
+    address: str, *, streams: Sequence[str] = (), timeout: float = 10.0
 ) -> ClusterView:
     """Ask the node at ``address`` for cluster metadata with one ``FetchMetadata`` call.
+
+    The call carries no gRPC deadline; ``timeout`` is enforced here.  A node
+    gathers the broker list by asking its peers and waits for every one of them
+    until the call's deadline, or 3 s when there is none; with a peer down and
+    the node's broker cache expired, a call with a deadline therefore always
+    runs out of time, while one without gets the live brokers after 3 s.
 
     Args:
         address: ``host:port`` of the node.
         streams: restrict the answer to these streams (empty = all streams).
-        timeout: connect timeout and call deadline, in seconds.
+        timeout: connect timeout, and how long to wait for the answer, in seconds.
 
     Raises:
-        pyliftbridge.errors.LiftbridgeError: the call failed.
+        pyliftbridge.errors.LiftbridgeError: the call failed or timed out
+            (:class:`~pyliftbridge.errors.DeadlineExceededError`).
     """
     # Imported here so that loading the pytest plugin stays cheap.
     from .._pb import api_pb2
     from .._sync.channel import Channel
+    from ..errors import DeadlineExceededError, ProtocolError
 
     request = api_pb2.FetchMetadataRequest(streams=list(streams))
-    with Channel(address, connect_timeout=timeout) as channel:
-        raw = channel.unary(_FETCH_METADATA, request.SerializeToString(), timeout=timeout)
+    channel = Channel(address, connect_timeout=timeout)
+    with channel, channel.open_call(_FETCH_METADATA) as call:
+        call.send(request.SerializeToString(), end=True)
+        try:
+            raw = call.recv(timeout=timeout)
+        except TimeoutError as exc:
+            if isinstance(exc, DeadlineExceededError):
+                raise
+            raise DeadlineExceededError(
+                f"FetchMetadata to {address}: no answer within {timeout:g}s"
+            ) from None
+    if raw is None:
+        raise ProtocolError(f"FetchMetadata to {address} ended without a response")
     response = api_pb2.FetchMetadataResponse()
     response.ParseFromString(raw)
     return view_from_response(response)

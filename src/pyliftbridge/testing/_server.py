@@ -79,11 +79,6 @@ _CLUSTER_DEFAULTS: dict[str, ConfigValue] = {
     "clustering.replica.max.idle.wait": "500ms",
     "clustering.replica.fetch.timeout": "500ms",
     "clustering.min.insync.replicas": 1,
-    # A node answers FetchMetadata from a broker list it gathered by asking its peers
-    # (waiting up to 3 s for them) and then caches, 2 minutes by default.  A list
-    # gathered while a node was down would hide that node for 2 minutes after it is
-    # back; with 5 s a restarted or healed cluster lists every node again quickly.
-    "metadata.cache.max.age": "5s",
 }
 
 _PORT_IN_USE = "address already in use"
@@ -353,7 +348,7 @@ class LiftbridgeNode:
         """
         _wait_ready([self], self._cluster_nodes(), timeout or self.startup_timeout)
 
-    def metadata(self, streams: Sequence[str] = (), *, timeout: float = 5.0) -> ClusterView:
+    def metadata(self, streams: Sequence[str] = (), *, timeout: float = 10.0) -> ClusterView:
         """This node's answer to ``FetchMetadata`` (see :func:`fetch_metadata`)."""
         return fetch_metadata(self.address, streams=streams, timeout=timeout)
 
@@ -418,6 +413,19 @@ class LiftbridgeNode:
         )
 
 
+def _live_addresses(
+    cluster: Sequence[LiftbridgeNode], also: Sequence[LiftbridgeNode] = ()
+) -> list[str]:
+    """Addresses a ready node must list: running, unpaused nodes (and ``also``).
+
+    Read at call time, so a node that moved to a fresh port after a clash counts
+    under its new one.  Stopped and frozen nodes may or may not be listed: a node
+    lists them only from a broker cache filled while they were up.
+    """
+    live = [n for n in cluster if n.running and not n.paused]
+    return [n.address for n in [*live, *(n for n in also if n not in live)]]
+
+
 def _wait_ready(
     verify: Sequence[LiftbridgeNode],
     cluster: Sequence[LiftbridgeNode],
@@ -429,8 +437,8 @@ def _wait_ready(
 
     First every running, unpaused node of the cluster must serve gRPC (see
     :func:`serving` for why), then each node in ``verify`` must answer
-    ``FetchMetadata`` listing every node of the cluster, with leaders for all
-    partitions of the internal streams.
+    ``FetchMetadata`` listing every running node of the cluster, with leaders for
+    all partitions of the internal streams.
     """
     deadline = time.monotonic() + timeout
     reasons: dict[str, str] = {}
@@ -442,14 +450,12 @@ def _wait_ready(
 
     def not_ready(node: LiftbridgeNode) -> str | None:
         try:
-            view = node.metadata(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            view = node.metadata(timeout=min(10.0, max(0.5, deadline - time.monotonic())))
         except ImportError:
             raise
         except Exception as exc:  # any failure just means "not ready yet"
             return f"FetchMetadata failed: {type(exc).__name__}: {exc}"
-        # Addresses are read now: a node that moved to a fresh port after a clash is
-        # listed under the new one.
-        return view.not_ready_reason([n.address for n in cluster], node._internal_streams)
+        return view.not_ready_reason(_live_addresses(cluster, verify), node._internal_streams)
 
     gate = [n for n in cluster if n.running and not n.paused]
     gate += [n for n in verify if n not in gate]
@@ -988,30 +994,44 @@ class LiftbridgeCluster(_Owner):
         self.node(i).restart(wait=wait)
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until every running, unpaused node lists every node and has internal streams.
+        """Wait until every running, unpaused node lists all of them and has internal streams.
 
-        A node that gathered its broker list while a peer was down keeps it for
-        ``metadata.cache.max.age`` (5 s here unless overridden), so this can take
-        that long after a node comes back.
+        A node answers ``FetchMetadata`` from a broker list it gathered from its
+        peers and caches for ``metadata.cache.max.age`` (2 minutes by default),
+        even when a peer was down at the time.  Such a node looks not ready until
+        the cache expires; :meth:`heal` restarts it instead of waiting.
         """
         nodes = [self._nodes[i] for i in self.running_nodes()]
         _wait_ready(nodes, self._nodes, timeout or self._startup_timeout)
 
     def heal(self) -> None:
-        """Resume paused nodes, start stopped or killed ones, then :meth:`wait_ready`.
+        """Bring the cluster back to the state of a freshly started one.
 
-        Does nothing (no RPC) when every node is running and not paused.
+        Resumes frozen nodes, starts stopped or killed ones, waits until they are
+        ready, then asks every other node for metadata and restarts any whose
+        cached broker list misses a running node (see :meth:`wait_ready`).
         """
-        changed = False
+        changed: list[LiftbridgeNode] = []
         for node in self._nodes:
             if node.paused:
                 node.resume()
-                changed = True
-            if not node.running:
+                changed.append(node)
+            elif not node.running:
                 node.launch()
-                changed = True
+                changed.append(node)
         if changed:
-            self.wait_ready()
+            _wait_ready(changed, self._nodes, self._startup_timeout)
+        for node in self._nodes:
+            if node in changed or not node.running:
+                continue
+            try:
+                view = node.metadata()
+                reason = view.not_ready_reason(_live_addresses(self._nodes), node._internal_streams)
+            except LiftbridgeError as exc:
+                reason = f"FetchMetadata failed: {exc}"
+            if reason is not None:
+                logger.info("restarting liftbridge %s to heal it: %s", node.server_id, reason)
+                node.restart()
 
     # -- leadership --------------------------------------------------------------
 
