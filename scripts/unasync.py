@@ -24,8 +24,10 @@ FILES = [
     ("src/pyliftbridge/_async/client.py", "src/pyliftbridge/_sync/client.py"),
     ("src/pyliftbridge/_async/_publisher.py", "src/pyliftbridge/_sync/_publisher.py"),
     ("src/pyliftbridge/_async/_subscription.py", "src/pyliftbridge/_sync/_subscription.py"),
+    ("src/pyliftbridge/_async/_consumer.py", "src/pyliftbridge/_sync/_consumer.py"),
     ("tests/integration/_async/test_client.py", "tests/integration/_sync/test_client.py"),
     ("tests/integration/_async/test_cluster.py", "tests/integration/_sync/test_cluster.py"),
+    ("tests/integration/_async/test_consumer.py", "tests/integration/_sync/test_consumer.py"),
 ]
 
 #: Whole-word substitutions, applied in order.
@@ -43,6 +45,7 @@ RULES = [
     (r"\bAsyncSubscription\b", "Subscription"),
     (r"\bAsyncMergedSubscription\b", "MergedSubscription"),
     (r"\bAsyncActivityStream\b", "ActivityStream"),
+    (r"\bAsyncConsumer\b", "Consumer"),
     (r"\bAsyncChannel\b", "Channel"),
     (r"\bAsyncCall\b", "Call"),
     (r"\b_async\b", "_sync"),

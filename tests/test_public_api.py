@@ -37,7 +37,7 @@ def test_clients_have_the_same_methods_and_signatures() -> None:
             "AsyncSubscription", "Subscription"
         ).replace("AsyncActivityStream", "ActivityStream").replace(
             "AsyncMergedSubscription", "MergedSubscription"
-        ), name
+        ).replace("AsyncConsumer", "Consumer"), name
     for name in ("publish", "publish_async", "subscribe", "create_stream", "fetch_cursor", "close"):
         assert name in sync
     assert inspect.iscoroutinefunction(AsyncClient.publish)

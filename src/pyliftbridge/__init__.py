@@ -7,10 +7,12 @@ Start with :class:`Client` (blocking, thread-safe) or :class:`AsyncClient`
 
 from __future__ import annotations
 
+from ._async._consumer import AsyncConsumer
 from ._async._subscription import AsyncMergedSubscription, AsyncSubscription
 from ._async.client import AsyncActivityStream, AsyncClient
 from ._options import ChannelOptions, TLSConfig
 from ._status import Status, StatusCode
+from ._sync._consumer import Consumer
 from ._sync._subscription import MergedSubscription, Subscription
 from ._sync.client import ActivityStream, Client
 from ._version import __version__
@@ -65,6 +67,7 @@ __all__ = [
     "ActivityStream",
     "AsyncActivityStream",
     "AsyncClient",
+    "AsyncConsumer",
     "AsyncMergedSubscription",
     "AsyncSubscription",
     "BrokerInfo",
@@ -72,6 +75,7 @@ __all__ = [
     "ChannelOptions",
     "Client",
     "ClientClosedError",
+    "Consumer",
     "ConsumerGroupError",
     "ConsumerGroupInfo",
     "DeadlineExceededError",

@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar, Union
 from google.protobuf.message import Message as _PbMessage
 
 from .._address import parse_address
+from .._groups import AutoOffset, FetchInterval
 from .._options import ChannelOptions, TLSConfig
 from .._pb import api_pb2
 from .._requests import (
@@ -61,6 +62,7 @@ from ._backend import (
     spawn,
     wait_future,
 )
+from ._consumer import Consumer
 from ._publisher import PendingPublish, PublishStream
 from ._subscription import MergedSubscription, Subscription
 from .channel import Channel
@@ -887,6 +889,43 @@ class Client:
             _CURSORS_STREAM, target, "FetchCursor", request, api_pb2.FetchCursorResponse, timeout
         )
         return int(response.offset)
+
+    # ------------------------------------------------------ consumer groups
+
+    def create_consumer(
+        self,
+        group_id: str,
+        *,
+        consumer_id: str | None = None,
+        auto_checkpoint: timedelta | float | None = timedelta(seconds=5),
+        auto_offset: AutoOffset = "new",
+        fetch_interval: FetchInterval = None,
+        buffer: int = 1024,
+    ) -> Consumer:
+        """A new member of consumer group ``group_id``; call its ``subscribe`` to start.
+
+        ``consumer_id``: the member's id (default: a random one).
+        ``auto_checkpoint``: how often consumed positions are stored (None:
+        only by ``checkpoint()``, on rebalance and on close).
+        ``auto_offset``: where to start in a partition the group has no
+        stored position for: ``"new"`` (messages from now on), ``"earliest"``,
+        ``"latest"``, or ``"none"`` (the iterator raises ConsumerGroupError).
+        ``fetch_interval``: seconds between assignment fetches (the
+        heartbeat), or a function of the server's consumer timeout; default
+        0.4 times that timeout. ``buffer``: messages held unread (backpressure).
+        Needs a server with cursors enabled (``cursors.stream.partitions``).
+        """
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return Consumer(
+            self,
+            group_id,
+            consumer_id=consumer_id,
+            auto_checkpoint=auto_checkpoint,
+            auto_offset=auto_offset,
+            fetch_interval=fetch_interval,
+            buffer=buffer,
+        )
 
 
 class ActivityStream:
