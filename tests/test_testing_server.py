@@ -395,3 +395,30 @@ def test_cli_serve_until_interrupted() -> None:
             proc.wait()
     with pytest.raises(LiftbridgeError):
         fetch_metadata(address)
+
+
+@pytest.mark.integration
+def test_plugin_uses_an_external_server(tmp_path: Path) -> None:
+    (tmp_path / "test_inner.py").write_text(
+        textwrap.dedent(
+            """\
+            from pyliftbridge.testing.plugin import ExternalLiftbridge
+
+            def test_external(liftbridge, request):
+                assert isinstance(liftbridge, ExternalLiftbridge)
+                assert liftbridge.address == request.config.getoption("liftbridge_address")
+            """
+        )
+    )
+    with LiftbridgeServer() as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_inner.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "PYLIFTBRIDGE_TEST_ADDRESS": server.address},
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
