@@ -58,42 +58,69 @@ class Event:
     """An event with a timed wait."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        # Made on first use: on Python 3.9 an asyncio primitive binds to the
+        # loop current at creation, and a client may be built outside any loop.
+        self._ev: asyncio.Event | None = None
+        self._flag = False
+
+    @property
+    def _event(self) -> asyncio.Event:
+        if self._ev is None:
+            self._ev = asyncio.Event()
+            if self._flag:
+                self._ev.set()
+        return self._ev
 
     def set(self) -> None:
-        self._event.set()
+        self._flag = True
+        if self._ev is not None:
+            self._ev.set()
 
     def clear(self) -> None:
-        self._event.clear()
+        self._flag = False
+        if self._ev is not None:
+            self._ev.clear()
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._flag
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until set or until ``timeout``; return whether it is set."""
-        if timeout is None or self._event.is_set():
-            await self._event.wait()
+        if self._flag:
+            return True
+        event = self._event
+        if timeout is None:
+            await event.wait()
             return True
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), max(0.0, timeout))
-        return self._event.is_set()
+            await asyncio.wait_for(event.wait(), max(0.0, timeout))
+        return self._flag
 
 
 class Semaphore:
     """A counting semaphore whose acquire can time out."""
 
     def __init__(self, value: int) -> None:
-        self._sem = asyncio.Semaphore(value)
+        self._value = value
+        self._s: asyncio.Semaphore | None = None
+
+    @property
+    def _sem(self) -> asyncio.Semaphore:
+        if self._s is None:
+            # Made on first use (see Event).
+            self._s = asyncio.Semaphore(self._value)
+        return self._s
 
     async def acquire(self, timeout: float | None = None) -> bool:
-        if timeout is None or not self._sem.locked():
+        sem = self._sem
+        if timeout is None or not sem.locked():
             # No wait_for when a slot is free: it would cost a task and a loop
             # iteration per call, which on the publish path means one write
             # per message instead of one per batch.
-            await self._sem.acquire()
+            await sem.acquire()
             return True
         try:
-            await asyncio.wait_for(self._sem.acquire(), max(0.0, timeout))
+            await asyncio.wait_for(sem.acquire(), max(0.0, timeout))
         except asyncio.TimeoutError:
             return False
         return True
@@ -106,17 +133,26 @@ class Queue:
     """A FIFO with a timed get; ``put`` waits while ``maxsize`` items are queued."""
 
     def __init__(self, maxsize: int = 0) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self._maxsize = maxsize
+        self._q: asyncio.Queue[Any] | None = None
+
+    @property
+    def _queue(self) -> asyncio.Queue[Any]:
+        if self._q is None:
+            # Made on first use (see Event).
+            self._q = asyncio.Queue(self._maxsize)
+        return self._q
 
     async def put(self, item: Any) -> None:
         await self._queue.put(item)
 
     async def get(self, timeout: float | None = None) -> Any:
         """Return the next item; raise TimeoutError after ``timeout``."""
-        if timeout is None or not self._queue.empty():
-            return await self._queue.get()
+        queue = self._queue
+        if timeout is None or not queue.empty():
+            return await queue.get()
         try:
-            return await asyncio.wait_for(self._queue.get(), max(0.0, timeout))
+            return await asyncio.wait_for(queue.get(), max(0.0, timeout))
         except asyncio.TimeoutError:
             raise TimeoutError from None
 

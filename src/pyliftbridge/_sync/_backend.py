@@ -138,7 +138,6 @@ def wait_future(future: concurrent.futures.Future[T], timeout: float | None = No
         raise TimeoutError from None
 
 
-
 class Lock:
     """A mutual-exclusion lock held across blocking calls."""
 
@@ -150,4 +149,3 @@ class Lock:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
-
