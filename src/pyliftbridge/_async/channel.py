@@ -317,12 +317,17 @@ class _AsyncConnection(asyncio.Protocol):
         return self.dead is None and self.core.accepting_calls
 
     def start_call(
-        self, path: str, timeout: float | None, metadata: Iterable[tuple[str, MetadataValue]]
+        self,
+        path: str,
+        timeout: float | None,
+        metadata: Iterable[tuple[str, MetadataValue]],
+        send_deadline: bool = True,
     ) -> AsyncCall:
         if self.dead is not None:
             raise self.dead
         deadline = None if timeout is None else self._loop.time() + timeout
-        call_id = self.core.start_call(path, timeout=timeout, metadata=metadata)
+        sent = timeout if send_deadline else None
+        call_id = self.core.start_call(path, timeout=sent, metadata=metadata)
         call = AsyncCall(self, call_id, deadline)
         self.calls[call_id] = call
         return call
@@ -453,12 +458,13 @@ class AsyncChannel:
         *,
         timeout: float | None = None,
         metadata: Iterable[tuple[str, MetadataValue]] = (),
+        send_deadline: bool = True,
     ) -> AsyncCall:
         """Start a call (any kind); send with :meth:`AsyncCall.send`, read with ``recv``."""
         if self._closed:
             raise ClientClosedError("channel is closed")
         conn = await self._connection()
-        return conn.start_call(path, timeout, metadata)
+        return conn.start_call(path, timeout, metadata, send_deadline)
 
     async def unary(
         self,
@@ -467,8 +473,13 @@ class AsyncChannel:
         *,
         timeout: float | None,
         metadata: Iterable[tuple[str, MetadataValue]] = (),
+        send_deadline: bool = True,
     ) -> bytes:
         """Make a unary call and return the response message.
+
+        The deadline is always enforced here; ``send_deadline=False`` keeps it
+        from the server too (no ``grpc-timeout``), for the few calls whose
+        server side behaves worse when it knows one.
 
         A call the server provably never saw is retried once on a new connection.
 
@@ -477,7 +488,9 @@ class AsyncChannel:
         """
         metadata = tuple(metadata)
         for attempt in (0, 1):
-            async with await self.open_call(path, timeout=timeout, metadata=metadata) as call:
+            async with await self.open_call(
+                path, timeout=timeout, metadata=metadata, send_deadline=send_deadline
+            ) as call:
                 try:
                     await call.send(request, end=True)
                     response = await call.recv()

@@ -78,6 +78,11 @@ AddressMap = Union[Mapping[str, str], Callable[[str], str], None]
 _CURSORS_STREAM = "__cursors"
 _ACTIVITY_STREAM = "__activity"
 _RETRYABLE = (UnavailableError, NotLeaderError)
+#: Calls whose deadline is kept from the server: Liftbridge v1.9.0 answers
+#: FetchMetadata only once every broker it knows has answered, or at the
+#: caller's deadline with DEADLINE_EXCEEDED, so with a broker down a deadline
+#: turns a 3 s wait into a failure. The deadline is still enforced locally.
+_LOCAL_DEADLINE_ONLY = frozenset({"FetchMetadata"})
 #: Calls that change nothing on the server, so a slow attempt may be abandoned and retried.
 _IDEMPOTENT = frozenset({"FetchMetadata"})
 #: Seconds a broker that refused a publish stream is passed over.
@@ -236,7 +241,10 @@ class AsyncClient:
         timeout: float,
     ) -> _R:
         data = await self._channel(address).unary(
-            f"/proto.API/{method}", request.SerializeToString(), timeout=timeout
+            f"/proto.API/{method}",
+            request.SerializeToString(),
+            timeout=timeout,
+            send_deadline=method not in _LOCAL_DEADLINE_ONLY,
         )
         return response_type.FromString(data)
 
@@ -264,7 +272,8 @@ class AsyncClient:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     break
-                share = min(remaining, max(2.0, budget / 3)) if idempotent else remaining
+                # 4 s: the server's own 3 s wait for unreachable peers, plus margin.
+                share = min(remaining, max(4.0, budget / 3)) if idempotent else remaining
                 try:
                     return await self._unary(address, method, request, response_type, share)
                 except LiftbridgeError as exc:

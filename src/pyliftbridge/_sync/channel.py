@@ -316,12 +316,14 @@ class _Connection:
         path: str,
         timeout: float | None,
         metadata: Iterable[tuple[str, MetadataValue]],
+        send_deadline: bool = True,
     ) -> Call:
         deadline = None if timeout is None else time.monotonic() + timeout
+        sent = timeout if send_deadline else None
         with self._state:
             if self._dead is not None:
                 raise self._dead
-            call_id = self._core.start_call(path, timeout=timeout, metadata=metadata)
+            call_id = self._core.start_call(path, timeout=sent, metadata=metadata)
             call = Call(self, call_id, deadline)
             self._calls[call_id] = call
         return call
@@ -525,9 +527,10 @@ class Channel:
         *,
         timeout: float | None = None,
         metadata: Iterable[tuple[str, MetadataValue]] = (),
+        send_deadline: bool = True,
     ) -> Call:
         """Start a call (any kind); send with :meth:`Call.send`, read with :meth:`Call.recv`."""
-        return self._connection().start_call(path, timeout, metadata)
+        return self._connection().start_call(path, timeout, metadata, send_deadline)
 
     def unary(
         self,
@@ -536,8 +539,13 @@ class Channel:
         *,
         timeout: float | None,
         metadata: Iterable[tuple[str, MetadataValue]] = (),
+        send_deadline: bool = True,
     ) -> bytes:
         """Make a unary call and return the response message.
+
+        The deadline is always enforced here; ``send_deadline=False`` keeps it
+        from the server too (no ``grpc-timeout``), for the few calls whose
+        server side behaves worse when it knows one.
 
         A call the server provably never saw (refused stream, GOAWAY, the
         connection broke before it was sent) is retried once on a new
@@ -548,7 +556,9 @@ class Channel:
         """
         metadata = tuple(metadata)
         for attempt in (0, 1):
-            with self.open_call(path, timeout=timeout, metadata=metadata) as call:
+            with self.open_call(
+                path, timeout=timeout, metadata=metadata, send_deadline=send_deadline
+            ) as call:
                 try:
                     call.send(request, end=True)
                     response = call.recv()

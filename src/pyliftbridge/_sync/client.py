@@ -80,6 +80,11 @@ AddressMap = Union[Mapping[str, str], Callable[[str], str], None]
 _CURSORS_STREAM = "__cursors"
 _ACTIVITY_STREAM = "__activity"
 _RETRYABLE = (UnavailableError, NotLeaderError)
+#: Calls whose deadline is kept from the server: Liftbridge v1.9.0 answers
+#: FetchMetadata only once every broker it knows has answered, or at the
+#: caller's deadline with DEADLINE_EXCEEDED, so with a broker down a deadline
+#: turns a 3 s wait into a failure. The deadline is still enforced locally.
+_LOCAL_DEADLINE_ONLY = frozenset({"FetchMetadata"})
 #: Calls that change nothing on the server, so a slow attempt may be abandoned and retried.
 _IDEMPOTENT = frozenset({"FetchMetadata"})
 #: Seconds a broker that refused a publish stream is passed over.
@@ -238,7 +243,10 @@ class Client:
         timeout: float,
     ) -> _R:
         data = self._channel(address).unary(
-            f"/proto.API/{method}", request.SerializeToString(), timeout=timeout
+            f"/proto.API/{method}",
+            request.SerializeToString(),
+            timeout=timeout,
+            send_deadline=method not in _LOCAL_DEADLINE_ONLY,
         )
         return response_type.FromString(data)
 
@@ -266,7 +274,8 @@ class Client:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     break
-                share = min(remaining, max(2.0, budget / 3)) if idempotent else remaining
+                # 4 s: the server's own 3 s wait for unreachable peers, plus margin.
+                share = min(remaining, max(4.0, budget / 3)) if idempotent else remaining
                 try:
                     return self._unary(address, method, request, response_type, share)
                 except LiftbridgeError as exc:
