@@ -10,6 +10,7 @@
 #   * the Liftbridge and NATS servers, found or built from their pinned Go module
 #     versions by `python -m pyliftbridge.testing install` (needs Go the first time).
 # Checks, each run even when an earlier one failed, so the report is complete:
+#   a plain `pip install .` into fresh CPython and PyPy venvs (imports, no grpcio),
 #   ruff check, ruff format --check, mypy, pytest on CPython (all tests), pytest on
 #   PyPy (all tests; the grpcio interop tests skip themselves there).
 # Exits non-zero if any step failed; a summary of every step is printed at the end.
@@ -162,6 +163,10 @@ if [ "${SKIP_PYPY:-0}" != 1 ]; then
 fi
 
 # -- checks ---------------------------------------------------------------------
+step "install check: pip install . on CPython, no grpcio" bash scripts/install_check.sh "$python" || true
+if [ "${SKIP_PYPY:-0}" != 1 ]; then
+    step "install check: pip install . on PyPy, no grpcio" bash scripts/install_check.sh "$pypy" || true
+fi
 step "ruff check" .venv/bin/ruff check . || true
 step "ruff format --check" .venv/bin/ruff format --check . || true
 step "mypy (strict)" .venv/bin/mypy || true
