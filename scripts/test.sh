@@ -126,6 +126,12 @@ make_venv() {
     # --prefer-binary: for PyPy 3.9 the newest releases of some packages ship no
     # wheels (cryptography, for one, would need a Rust toolchain); older ones do.
     "$dir/bin/python" -m pip install --quiet --prefer-binary -e ".[$extra]"
+    if [ "$("$dir/bin/python" -c 'import sys; print(sys.implementation.name)')" = pypy ]; then
+        # The test extra leaves trustme (TLS certificates for the transport
+        # tests) to CPython: its cryptography dependency has PyPy 3.9 wheels
+        # only in older releases, which --prefer-binary finds.
+        "$dir/bin/python" -m pip install --quiet --prefer-binary trustme
+    fi
     echo "$want" >"$stamp"
 }
 
