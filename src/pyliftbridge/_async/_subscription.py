@@ -121,7 +121,9 @@ class AsyncSubscription:
                     log.debug(
                         "subscribe to %s/%d: %s; retrying", self.stream, self.partition, error
                     )
-                    await sleep(min(0.01 + 0.05 * attempt, max(0.0, deadline - monotonic())))
+                    # Jittered, so that many subscribers do not retry in step.
+                    backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
+                    await sleep(min(backoff, max(0.0, deadline - monotonic())))
                     continue
                 if error is exc:
                     raise

@@ -123,7 +123,9 @@ class Subscription:
                     log.debug(
                         "subscribe to %s/%d: %s; retrying", self.stream, self.partition, error
                     )
-                    sleep(min(0.01 + 0.05 * attempt, max(0.0, deadline - monotonic())))
+                    # Jittered, so that many subscribers do not retry in step.
+                    backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
+                    sleep(min(backoff, max(0.0, deadline - monotonic())))
                     continue
                 if error is exc:
                     raise

@@ -121,6 +121,17 @@ async def test_publish_and_subscribe_round_trip(liftbridge, name):
         assert other.value == "wörld".encode() and other.key is None
 
 
+async def test_encrypted_stream_round_trip(liftbridge, name):
+    # pyliftbridge.testing starts the server with an encryption key.
+    async with AsyncClient(liftbridge.address) as client:
+        await client.create_stream(f"{name}.subj", name, encryption=True)
+        ack = await client.publish(name, b"secret payload", key=b"k")
+        assert ack is not None and ack.offset == 0
+        async with await client.subscribe(name, start_at="earliest") as sub:
+            message = await sub.__anext__()
+        assert (message.key, message.value) == (b"k", b"secret payload")
+
+
 async def test_ack_policies(liftbridge, name):
     async with AsyncClient(liftbridge.address) as client:
         await client.create_stream(f"{name}.subj", name)

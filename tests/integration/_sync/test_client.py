@@ -123,6 +123,17 @@ def test_publish_and_subscribe_round_trip(liftbridge, name):
         assert other.value == "wörld".encode() and other.key is None
 
 
+def test_encrypted_stream_round_trip(liftbridge, name):
+    # pyliftbridge.testing starts the server with an encryption key.
+    with Client(liftbridge.address) as client:
+        client.create_stream(f"{name}.subj", name, encryption=True)
+        ack = client.publish(name, b"secret payload", key=b"k")
+        assert ack is not None and ack.offset == 0
+        with client.subscribe(name, start_at="earliest") as sub:
+            message = sub.__next__()
+        assert (message.key, message.value) == (b"k", b"secret payload")
+
+
 def test_ack_policies(liftbridge, name):
     with Client(liftbridge.address) as client:
         client.create_stream(f"{name}.subj", name)
