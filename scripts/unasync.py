@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: (hand-written source, generated target)
 FILES = [
+    ("src/pyliftbridge/_async/channel.py", "src/pyliftbridge/_sync/channel.py"),
     ("src/pyliftbridge/_async/client.py", "src/pyliftbridge/_sync/client.py"),
     ("src/pyliftbridge/_async/_publisher.py", "src/pyliftbridge/_sync/_publisher.py"),
     ("src/pyliftbridge/_async/_subscription.py", "src/pyliftbridge/_sync/_subscription.py"),
@@ -48,6 +49,7 @@ RULES = [
     (r"\bAsyncConsumer\b", "Consumer"),
     (r"\bAsyncChannel\b", "Channel"),
     (r"\bAsyncCall\b", "Call"),
+    (r"\b_AsyncConnection\b", "_Connection"),
     (r"\b_async\b", "_sync"),
     (r"\basyncio flavour\b", "blocking flavour"),
     (r"A Liftbridge client for asyncio\.", "A thread-safe, blocking Liftbridge client."),

@@ -23,7 +23,7 @@ from ..errors import (
 )
 from ..models import Ack
 from ._backend import Future, Lock, Mutex
-from .channel import AsyncCall
+from ._connection import AsyncCall
 
 if TYPE_CHECKING:
     from .client import AsyncClient

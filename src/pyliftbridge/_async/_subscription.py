@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..models import Message
 from ._backend import Queue, monotonic, sleep, spawn
-from .channel import AsyncCall
+from ._connection import AsyncCall
 
 if TYPE_CHECKING:
     from .client import AsyncClient

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..models import Ack
 from ._backend import Future, Lock, Mutex
-from .channel import Call
+from ._connection import Call
 
 if TYPE_CHECKING:
     from .client import Client

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..models import Message
 from ._backend import Queue, monotonic, sleep, spawn
-from .channel import Call
+from ._connection import Call
 
 if TYPE_CHECKING:
     from .client import Client
