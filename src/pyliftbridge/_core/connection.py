@@ -102,7 +102,10 @@ __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "GrpcConnection"]
 #: grpc-go's default receive limit, which the Liftbridge server enforces on requests.
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
-DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
+# Large, because credit is returned when the application consumes: with a
+# connection window near the stream window, a few idle subscriptions would stall
+# every other call on the connection. Each stream stays bounded by its own window.
+DEFAULT_CONNECTION_WINDOW = 1 << 30
 _DEFAULT_WINDOW = 65535
 USER_AGENT = f"grpc-python-pyliftbridge/{__version__}"
 
