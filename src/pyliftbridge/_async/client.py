@@ -635,15 +635,11 @@ class AsyncClient:
             self._inflight.release()
             raise
         if pending is None:
+            # AckPolicy.NONE: done once written; the ack-timeout worker (which
+            # wakes at least every 250 ms) only ever sees publishes that wait.
             self._inflight.release()
             future.set_result(None)
-        else:
-            self._wakeup_ack_timer()
         return future
-
-    def _wakeup_ack_timer(self) -> None:
-        # The ack-timeout worker sleeps at most 250 ms; no need to wake it.
-        return None
 
     def _resolve(
         self,
