@@ -195,14 +195,18 @@ class Client:
         if self._closed:
             raise ClientClosedError("the client is closed")
         if not self._started:
-            self._started = True
-            self._spawn_worker(self._ack_timeout_loop, name="ack-timeouts")
-            if self._refresh_interval is not None:
-                self._spawn_worker(self._refresh_loop, name="metadata-refresh")
+            with self._mutex:
+                if self._started:
+                    return
+                self._started = True
+                self._spawn_worker(self._ack_timeout_loop, name="ack-timeouts")
+                if self._refresh_interval is not None:
+                    self._spawn_worker(self._refresh_loop, name="metadata-refresh")
 
     def _spawn_worker(self, target: Callable[..., Any], *args: Any, name: str) -> None:
-        self._workers = [w for w in self._workers if not w.done()]
-        self._workers.append(spawn(target, *args, name=f"pyliftbridge-{name}"))
+        with self._mutex:
+            self._workers = [w for w in self._workers if not w.done()]
+            self._workers.append(spawn(target, *args, name=f"pyliftbridge-{name}"))
 
     # ------------------------------------------------------------- routing
 
