@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._options import TLSConfig
 
 __all__ = ["BrokerInfo", "ClusterView", "fetch_metadata", "serving"]
 
@@ -76,7 +79,11 @@ class ClusterView:
 
 
 def fetch_metadata(
-    address: str, *, streams: Sequence[str] = (), timeout: float = 10.0
+    address: str,
+    *,
+    streams: Sequence[str] = (),
+    timeout: float = 10.0,
+    tls: TLSConfig | None = None,
 ) -> ClusterView:
     """Ask the node at ``address`` for cluster metadata with one ``FetchMetadata`` call.
 
@@ -90,6 +97,7 @@ def fetch_metadata(
         address: ``host:port`` of the node.
         streams: restrict the answer to these streams (empty = all streams).
         timeout: connect timeout, and how long to wait for the answer, in seconds.
+        tls: how to reach a node that serves TLS (None: plaintext).
 
     Raises:
         pyliftbridge.errors.LiftbridgeError: the call failed or timed out
@@ -101,7 +109,7 @@ def fetch_metadata(
     from ..errors import DeadlineExceededError, ProtocolError
 
     request = api_pb2.FetchMetadataRequest(streams=list(streams))
-    channel = Channel(address, connect_timeout=timeout)
+    channel = Channel(address, connect_timeout=timeout, tls=tls)
     with channel, channel.open_call(_FETCH_METADATA) as call:
         call.send(request.SerializeToString(), end=True)
         try:
@@ -119,7 +127,7 @@ def fetch_metadata(
     return view_from_response(response)
 
 
-def serving(address: str, *, timeout: float = 2.0) -> bool:
+def serving(address: str, *, timeout: float = 2.0, tls: TLSConfig | None = None) -> bool:
     """True when the node's gRPC server answers a health check with SERVING.
 
     This is not readiness (see the module docstring).  It is used first, before
@@ -132,7 +140,7 @@ def serving(address: str, *, timeout: float = 2.0) -> bool:
     from .._sync.channel import Channel
 
     try:
-        with Channel(address, connect_timeout=timeout) as channel:
+        with Channel(address, connect_timeout=timeout, tls=tls) as channel:
             answer = channel.unary(_HEALTH_CHECK, _HEALTH_REQUEST, timeout=timeout)
     except ImportError:
         raise

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Union
 
+from .._options import TLSConfig
 from ..errors import LiftbridgeError
 from ._binaries import liftbridge_binary, nats_server_binary
 from ._errors import ServerStartupError
@@ -236,8 +237,11 @@ class LiftbridgeNode:
         cluster_nodes: Callable[[], Sequence[LiftbridgeNode]],
         startup_timeout: float,
         extra_ports: Sequence[str] = (),
+        client_tls: TLSConfig | None = None,
     ) -> None:
         self.server_id = server_id
+        #: How the readiness probes reach this node (None: plaintext).
+        self.client_tls = client_tls
         self.host = LOOPBACK
         self.port = _free_port()
         self.work_dir = work_dir
@@ -350,7 +354,7 @@ class LiftbridgeNode:
 
     def metadata(self, streams: Sequence[str] = (), *, timeout: float = 10.0) -> ClusterView:
         """This node's answer to ``FetchMetadata`` (see :func:`fetch_metadata`)."""
-        return fetch_metadata(self.address, streams=streams, timeout=timeout)
+        return fetch_metadata(self.address, streams=streams, timeout=timeout, tls=self.client_tls)
 
     # -- logs --------------------------------------------------------------------
 
@@ -444,7 +448,8 @@ def _wait_ready(
     reasons: dict[str, str] = {}
 
     def not_serving(node: LiftbridgeNode) -> str | None:
-        if serving(node.address, timeout=min(2.0, max(0.2, deadline - time.monotonic()))):
+        wait = min(2.0, max(0.2, deadline - time.monotonic()))
+        if serving(node.address, timeout=wait, tls=node.client_tls):
             return None
         return "gRPC server not serving yet"
 
@@ -543,6 +548,8 @@ class LiftbridgeServer(_Owner):
         encryption_key: value for ``LIFTBRIDGE_ENCRYPTION_KEY`` (None: not set).
         work_dir: directory for config, data and logs (default: a fresh temp dir).
         keep_data: keep the work directory after :meth:`stop`.
+        client_tls: for a server configured for TLS (``config={"tls.cert": ...,
+            "tls.key": ...}``), how the readiness probes connect to it.
     """
 
     def __init__(
@@ -556,7 +563,9 @@ class LiftbridgeServer(_Owner):
         encryption_key: str | None = DEFAULT_ENCRYPTION_KEY,
         work_dir: str | os.PathLike[str] | None = None,
         keep_data: bool = False,
+        client_tls: TLSConfig | None = None,
     ) -> None:
+        self._client_tls = client_tls
         self._overrides = dict(config or {})
         self._env = dict(env or {})
         self._binary = binary
@@ -602,6 +611,7 @@ class LiftbridgeServer(_Owner):
             cluster_nodes=lambda: [node],
             startup_timeout=self._startup_timeout,
             extra_ports=["nats"],
+            client_tls=self._client_tls,
         )
         self._node = node
         self._register()
