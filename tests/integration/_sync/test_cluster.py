@@ -99,3 +99,41 @@ def test_resubscribe_after_partition_leader_is_killed(liftbridge_cluster, name):
         assert new_leader is not None
         assert new_leader.address != cluster.node(leader).address
         subscription.close()
+
+
+def test_consumer_group_survives_losing_its_coordinator(liftbridge_cluster, name):
+    cluster = liftbridge_cluster
+    with Client(cluster.addresses, timeout=15, resubscribe_wait=60) as client:
+        client.create_stream(f"{name}.subj", name, replication_factor=3)
+        consumer = client.create_consumer(f"{name}-group", auto_offset="earliest")
+        try:
+            consumer.subscribe([name])
+            for i in range(3):
+                client.publish(name, b"before-%d" % i, ack_policy=AckPolicy.ALL)
+            before = [(consumer.get(timeout=15)).value for _ in range(3)]
+            assert before == [b"before-0", b"before-1", b"before-2"]
+            coordinator = consumer._coordinator
+            victim = next(i for i, n in enumerate(cluster.nodes) if n.server_id == coordinator)
+            cluster.kill(victim)
+            for i in range(3):
+                publish_retrying(client, name, b"after-%d" % i)
+            # The member keeps reading through the coordinator's loss (it reports
+            # the coordinator, follows the new one, and resubscribes where the
+            # partition's leadership moved). Retried publishes may repeat.
+            seen: list[bytes] = []
+            deadline = monotonic() + 60
+            while not {b"after-0", b"after-1", b"after-2"} <= set(seen):
+                assert monotonic() < deadline, seen
+                seen.append((consumer.get(timeout=max(0.1, deadline - monotonic()))).value)
+            assert all(v.startswith((b"before-", b"after-")) for v in seen)
+            # The group moves to a new coordinator, and the member follows it.
+            while consumer._coordinator == coordinator:
+                assert monotonic() < deadline, "the member never moved to a new coordinator"
+                sleep(0.2)
+            publish_retrying(client, name, b"with-new-coordinator")
+            while (consumer.get(timeout=max(0.1, deadline - monotonic()))).value != (
+                b"with-new-coordinator"
+            ):
+                assert monotonic() < deadline
+        finally:
+            consumer.close()
