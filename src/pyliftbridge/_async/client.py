@@ -148,6 +148,9 @@ class AsyncClient:
         self._subscriptions: set[AsyncSubscription] = set()
         self._metadata: Metadata | None = None
         self._unreachable: dict[str, float] = {}
+        #: (stream, partition) -> publish stream, valid for the metadata in ``_routes_for``.
+        self._routes: dict[tuple[str, int], PublishStream] = {}
+        self._routes_for: Metadata | None = None
         self._inflight = Semaphore(max_inflight_publishes)
         self._workers: list[Worker] = []
         self._wakeup = Event()
@@ -555,7 +558,14 @@ class AsyncClient:
         # Spread partitions over the brokers (any broker accepts any publish);
         # a given partition keeps using the same stream while brokers are
         # stable. Brokers that recently refused a stream are skipped: a dead
-        # broker stays listed in metadata.
+        # broker stays listed in metadata. The choice is remembered until the
+        # metadata is replaced or a broker refuses, so the publish path does
+        # not redo it per message.
+        key = (stream, partition)
+        if not avoid and self._routes_for is self._metadata:
+            cached = self._routes.get(key)
+            if cached is not None:
+                return cached
         now = monotonic()
         addresses = sorted(self._broker_addresses())
         usable = (
@@ -568,6 +578,11 @@ class AsyncClient:
             publisher = self._publishers.get(address)
             if publisher is None:
                 publisher = self._publishers[address] = PublishStream(self, address)
+            if not avoid:
+                if self._routes_for is not self._metadata:
+                    self._routes = {}
+                    self._routes_for = self._metadata
+                self._routes[key] = publisher
             return publisher
 
     async def publish_async(
@@ -633,6 +648,7 @@ class AsyncClient:
                     tried.add(publisher.address)
                     with self._mutex:
                         self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
+                        self._routes = {}
                     if len(tried) >= len(self._broker_addresses()):
                         raise
         except BaseException:

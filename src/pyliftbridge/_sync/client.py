@@ -150,6 +150,9 @@ class Client:
         self._subscriptions: set[Subscription] = set()
         self._metadata: Metadata | None = None
         self._unreachable: dict[str, float] = {}
+        #: (stream, partition) -> publish stream, valid for the metadata in ``_routes_for``.
+        self._routes: dict[tuple[str, int], PublishStream] = {}
+        self._routes_for: Metadata | None = None
         self._inflight = Semaphore(max_inflight_publishes)
         self._workers: list[Worker] = []
         self._wakeup = Event()
@@ -557,7 +560,14 @@ class Client:
         # Spread partitions over the brokers (any broker accepts any publish);
         # a given partition keeps using the same stream while brokers are
         # stable. Brokers that recently refused a stream are skipped: a dead
-        # broker stays listed in metadata.
+        # broker stays listed in metadata. The choice is remembered until the
+        # metadata is replaced or a broker refuses, so the publish path does
+        # not redo it per message.
+        key = (stream, partition)
+        if not avoid and self._routes_for is self._metadata:
+            cached = self._routes.get(key)
+            if cached is not None:
+                return cached
         now = monotonic()
         addresses = sorted(self._broker_addresses())
         usable = (
@@ -570,6 +580,11 @@ class Client:
             publisher = self._publishers.get(address)
             if publisher is None:
                 publisher = self._publishers[address] = PublishStream(self, address)
+            if not avoid:
+                if self._routes_for is not self._metadata:
+                    self._routes = {}
+                    self._routes_for = self._metadata
+                self._routes[key] = publisher
             return publisher
 
     def publish_async(
@@ -635,6 +650,7 @@ class Client:
                     tried.add(publisher.address)
                     with self._mutex:
                         self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
+                        self._routes = {}
                     if len(tried) >= len(self._broker_addresses()):
                         raise
         except BaseException:
