@@ -183,10 +183,6 @@ class AsyncCall:
         conn.calls.pop(self.call_id, None)
         conn.flush()
 
-    async def aclose(self) -> None:
-        """Same as :meth:`close`, as a coroutine."""
-        self.close()
-
     async def __aenter__(self) -> AsyncCall:
         return self
 

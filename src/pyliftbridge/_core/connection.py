@@ -244,7 +244,6 @@ class GrpcConnection:
         )
         self.max_receive_message_size = max_receive_message_size
         self.max_send_message_size = max_send_message_size
-        self._stream_window = stream_window
         self._connection_window = connection_window
         self._base_headers = [
             (b":method", b"POST"),

@@ -63,11 +63,6 @@ class PublishStream:
         self._mutex = Mutex()
         self._open_lock = Lock()
 
-    @property
-    def pending_count(self) -> int:
-        """Publishes sent on this stream and not yet resolved."""
-        return len(self._pending)
-
     def pending_futures(self) -> list[Future[Any]]:
         """Futures of every pending publish."""
         with self._mutex:
