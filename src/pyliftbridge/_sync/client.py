@@ -361,16 +361,21 @@ class Client:
                     raise
                 raise error from exc
 
-    def _refresh_metadata(self, streams: Sequence[str] = ()) -> Metadata:
+    def _refresh_metadata(
+        self, streams: Sequence[str] = (), timeout: float | None = None
+    ) -> Metadata:
+        """Fetch metadata (all streams, or ``streams``), update the cache, return the answer."""
         request = api_pb2.FetchMetadataRequest(streams=list(streams))
-        response = self._call_any("FetchMetadata", request, api_pb2.FetchMetadataResponse)
+        response = self._call_any(
+            "FetchMetadata", request, api_pb2.FetchMetadataResponse, timeout
+        )
         fresh = Metadata.from_proto(response, datetime.now(timezone.utc))
         with self._mutex:
             if streams and self._metadata is not None:
                 self._metadata = self._metadata.merged(fresh)
             else:
                 self._metadata = fresh
-            return self._metadata
+        return fresh
 
     def _refresh_loop(self) -> None:
         interval = self._refresh_interval
@@ -402,17 +407,7 @@ class Client:
     ) -> Metadata:
         """Fetch cluster metadata (all streams, or just ``streams``) and update the cache."""
         names = [] if streams is None else list(streams)
-        request = api_pb2.FetchMetadataRequest(streams=names)
-        response = self._call_any(
-            "FetchMetadata", request, api_pb2.FetchMetadataResponse, timeout
-        )
-        fresh = Metadata.from_proto(response, datetime.now(timezone.utc))
-        with self._mutex:
-            if names and self._metadata is not None:
-                self._metadata = self._metadata.merged(fresh)
-            else:
-                self._metadata = fresh
-        return fresh
+        return self._refresh_metadata(names, timeout)
 
     def fetch_partition_metadata(
         self, stream: str, partition: int, *, timeout: float | None = None
