@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -798,7 +799,7 @@ class AsyncClient:
             stop_at=stop_at,
             read_isr_replica=read_isr_replica,
             resume=resume,
-            now_ns=_now_ns(),
+            now_ns=time.time_ns(),
         )
         subscription = AsyncSubscription(self, request, self._resubscribe_wait)
         await subscription._open(self._timeout if timeout is None else timeout)
@@ -968,10 +969,6 @@ class AsyncActivityStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _now_ns() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1e9)
 
 
 def _partition_from_subject(subject: str) -> int:

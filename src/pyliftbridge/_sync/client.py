@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -800,7 +801,7 @@ class Client:
             stop_at=stop_at,
             read_isr_replica=read_isr_replica,
             resume=resume,
-            now_ns=_now_ns(),
+            now_ns=time.time_ns(),
         )
         subscription = Subscription(self, request, self._resubscribe_wait)
         subscription._open(self._timeout if timeout is None else timeout)
@@ -970,10 +971,6 @@ class ActivityStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _now_ns() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1e9)
 
 
 def _partition_from_subject(subject: str) -> int:
