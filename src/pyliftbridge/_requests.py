@@ -482,6 +482,65 @@ def publish_to_subject_request(
     )
 
 
+def envelope_message(
+    value: BytesLike,
+    *,
+    key: BytesLike | None = None,
+    headers: Headers | None = None,
+    ack_inbox: str = "",
+    correlation_id: str = "",
+    ack_policy: AckPolicy = AckPolicy.LEADER,
+    expected_offset: int | None = None,
+) -> api_pb2.Message:
+    """Build the ``proto.Message`` carried by a publish envelope sent to NATS.
+
+    The server reads ``offset`` as the expected offset there; None is sent
+    as -1 ("no expectation"), as for the Publish RPCs.
+
+    Raises:
+        InvalidArgumentError: an argument has the wrong type or range.
+    """
+    for text, what in ((ack_inbox, "ack_inbox"), (correlation_id, "correlation_id")):
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"{what} must be a str, not {type(text).__name__}")
+    return api_pb2.Message(
+        offset=(
+            -1
+            if expected_offset is None
+            else _int(expected_offset, "expected_offset", -1, _INT64_MAX)
+        ),
+        key=b"" if key is None else to_bytes(key, "key"),
+        value=to_bytes(value, "value"),
+        headers=_headers(headers),
+        ackInbox=ack_inbox,
+        correlationId=correlation_id,
+        ackPolicy=_ack_policy(ack_policy),
+    )
+
+
+def partition_of_ack(stream_subject: str, message_subject: str) -> int:
+    """The partition an ack from PublishToSubject or NATS refers to.
+
+    Acks do not carry the partition. Their ``partitionSubject`` is the
+    stream's own subject (despite the name) and ``msgSubject`` the subject
+    the message arrived on, and partition N > 0 of a stream listens on
+    ``<stream subject>.N``: so the partition is the number token that
+    ``msgSubject`` has beyond the stream subject, and 0 when it has none.
+    With a ``>`` wildcard in the stream subject that cannot be told apart,
+    and 0 is returned.
+    """
+    pattern = stream_subject.split(".")
+    tokens = message_subject.split(".")
+    if len(tokens) != len(pattern) + 1 or ">" in pattern:
+        return 0
+    last = tokens[-1]
+    if not (last.isdigit() and last.isascii()) or str(int(last)) != last:
+        return 0
+    if all(p in ("*", token) for p, token in zip(pattern, tokens)):
+        return int(last)
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Errors
 

@@ -203,7 +203,10 @@ class Ack:
     partition: int
     """Partition the message was written to (known to the client, not sent in the ack)."""
     partition_subject: str
-    """NATS subject of that partition."""
+    """The stream's NATS subject, as the server reports it in ``partitionSubject``.
+
+    Liftbridge v1.9.0 puts the stream's subject there for every partition;
+    the subject of partition N > 0 is ``<partition_subject>.N``."""
     message_subject: str
     """NATS subject the message was published on."""
     offset: int

@@ -13,6 +13,7 @@ from pyliftbridge._requests import (
     create_stream_request,
     map_rpc_error,
     map_subscribe_error,
+    partition_of_ack,
     publish_request,
     publish_response_error,
     publish_to_subject_request,
@@ -514,6 +515,32 @@ def test_publish_to_subject_request_defaults_and_rejects() -> None:
         publish_to_subject_request("s", b"v", correlation_id=5)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="ack_policy"):
         publish_to_subject_request("s", b"v", ack_policy=3, correlation_id="c")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("stream_subject", "message_subject", "partition"),
+    [
+        ("orders", "orders", 0),
+        ("orders", "orders.1", 1),
+        ("orders", "orders.17", 17),
+        # A stream subject ending in a number token is no partition number.
+        ("metrics.2024", "metrics.2024", 0),
+        ("metrics.2024", "metrics.2024.3", 3),
+        # Wildcard streams: partition N listens on "<pattern>.N".
+        ("logs.*", "logs.web", 0),
+        ("logs.*", "logs.7", 0),
+        ("logs.*", "logs.web.2", 2),
+        ("a.*.c", "a.b.c.4", 4),
+        ("logs.>", "logs.web.2", 0),
+        # Not a partition subject of this stream.
+        ("orders", "orders.01", 0),
+        ("orders", "orders.x", 0),
+        ("orders", "other.1", 0),
+        ("orders", "orders.\u0661", 0),
+    ],
+)
+def test_partition_of_ack(stream_subject: str, message_subject: str, partition: int) -> None:
+    assert partition_of_ack(stream_subject, message_subject) == partition
 
 
 # ---------------------------------------------------------------- RPC errors

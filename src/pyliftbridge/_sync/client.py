@@ -32,6 +32,7 @@ from .._requests import (
     ack_error,
     create_stream_request,
     map_rpc_error,
+    partition_of_ack,
     publish_request,
     publish_to_subject_request,
     subscribe_request,
@@ -765,8 +766,7 @@ class Client:
         failure = ack_error(ack)
         if failure is not None:
             raise failure
-        partition = _partition_from_subject(ack.partitionSubject)
-        return Ack.from_proto(ack, partition)
+        return Ack.from_proto(ack, partition_of_ack(ack.partitionSubject, ack.msgSubject))
 
     # ------------------------------------------------------------ subscribe
 
@@ -854,15 +854,23 @@ class Client:
             self._subscriptions.discard(subscription)
 
     def activity(
-        self, *, start_at: StartAt = "earliest", timeout: float | None = None
+        self,
+        *,
+        start_at: StartAt = "earliest",
+        deduplicate: bool = True,
+        timeout: float | None = None,
     ) -> ActivityStream:
         """Follow the cluster's activity stream (stream created, deleted, paused...).
 
-        Needs ``activity.stream.enabled`` on the server. Events come at least
-        once; use :attr:`ActivityEvent.id` to drop repeats.
+        Needs ``activity.stream.enabled`` on the server. The server publishes
+        each event at least once: when it fails to record that an event went
+        out (a Raft timeout, a new metadata leader) it publishes the same event
+        again, with the same :attr:`ActivityEvent.id`. With ``deduplicate``
+        (the default) the iterator drops every event whose id is not greater
+        than the last one it yielded, so each change is seen once.
         """
         subscription = self.subscribe(_ACTIVITY_STREAM, start_at=start_at, timeout=timeout)
-        return ActivityStream(subscription)
+        return ActivityStream(subscription, deduplicate=deduplicate)
 
     # -------------------------------------------------------------- cursors
 
@@ -952,15 +960,29 @@ class Client:
 class ActivityStream:
     """Iterator of :class:`~pyliftbridge.models.ActivityEvent` from ``__activity``."""
 
-    def __init__(self, subscription: Subscription) -> None:
+    def __init__(self, subscription: Subscription, *, deduplicate: bool = True) -> None:
         self._subscription = subscription
+        self._deduplicate = deduplicate
+        self._last_id = -1
 
     def __iter__(self) -> ActivityStream:
         return self
 
     def __next__(self) -> ActivityEvent:
-        message = self._subscription.__next__()
-        return ActivityEvent.from_message(message)
+        while True:
+            message = self._subscription.__next__()
+            event = ActivityEvent.from_message(message)
+            # Event ids are Raft indexes, so a repeat never has a larger id.
+            if self._deduplicate and event.id <= self._last_id:
+                log.debug(
+                    "activity: dropped repeated event %d (%s) at offset %d",
+                    event.id,
+                    event.op.name,
+                    event.offset,
+                )
+                continue
+            self._last_id = event.id
+            return event
 
     def close(self) -> None:
         """Stop following the activity stream."""
@@ -971,9 +993,3 @@ class ActivityStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _partition_from_subject(subject: str) -> int:
-    """Partition N > 0 of a stream lives on NATS subject ``<subject>.N``."""
-    head, _, tail = subject.rpartition(".")
-    return int(tail) if head and tail.isdigit() else 0

@@ -13,6 +13,7 @@ import pytest
 
 from pyliftbridge import (
     AckPolicy,
+    ActivityOp,
     AsyncClient,
     ClientClosedError,
     IncorrectOffsetError,
@@ -312,6 +313,24 @@ async def test_publish_to_subject_keeps_headers(liftbridge, name):
         assert message.value == b"direct" and message.headers["trace"] == b"abc"
 
 
+async def test_publish_to_subject_ack_names_the_partition(liftbridge, name):
+    async with AsyncClient(liftbridge.address) as client:
+        # A subject ending in a number token must not be read as a partition.
+        subject = f"{name}.2024"
+        await client.create_stream(subject, name, partitions=3)
+        for partition in (0, 2, 1):
+            target = subject if partition == 0 else f"{subject}.{partition}"
+            ack = await client.publish_to_subject(target, f"to {partition}")
+            assert ack is not None
+            assert (ack.stream, ack.partition, ack.offset) == (name, partition, 0)
+            assert (ack.partition_subject, ack.message_subject) == (subject, target)
+        for partition in range(3):
+            async with await client.subscribe(
+                name, partition=partition, start_at="earliest"
+            ) as sub:
+                assert (await sub.__anext__()).value == f"to {partition}".encode()
+
+
 async def test_message_sizes(liftbridge, name):
     async with AsyncClient(liftbridge.address) as client:
         await client.create_stream(f"{name}.subj", name)
@@ -337,13 +356,18 @@ async def test_activity_stream(liftbridge, name):
         await client.create_stream(f"{name}.subj", name)
         await client.delete_stream(name)
         seen = []
+        ids = []
         async with await client.activity(start_at="earliest") as events:
             async for event in events:
+                ids.append(event.id)
                 if event.stream == name:
                     seen.append(event.op.name)
-                    if len(seen) == 2:
+                    if event.op is ActivityOp.DELETE_STREAM:
                         break
+        # The server may publish an event twice (at-least-once); the iterator
+        # yields each id once, in Raft order.
         assert seen == ["CREATE_STREAM", "DELETE_STREAM"]
+        assert ids == sorted(set(ids))
 
 
 async def test_close_fails_pending_and_ends_subscriptions(liftbridge, name):
