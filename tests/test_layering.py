@@ -158,3 +158,31 @@ def test_checker_catches_violations(tmp_path):
     assert ("errors", "ProtocolError") in targets
     assert ("_core", "events") in targets
     assert ("errors",) in targets  # the absolute import, resolved
+
+
+def _closure(start: str) -> dict[str, Path]:
+    """Every package module ``start`` imports, directly or through others."""
+    seen: dict[str, Path] = {}
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        path = PACKAGE / f"{name.replace('.', '/')}.py"
+        if not path.exists():
+            path = PACKAGE / name.replace(".", "/") / "__init__.py"
+        if name in seen or not path.exists():
+            continue
+        seen[name] = path
+        for _line, module, level in _imports(path):
+            target = _resolve(path, module, level)
+            if target:
+                todo.append(".".join(target))
+    return seen
+
+
+def test_envelope_is_sans_io_transitively():
+    """pyliftbridge.envelope is pure functions over bytes, like the core."""
+    modules = _closure("envelope")
+    assert {"envelope", "_requests", "models", "errors"} <= set(modules)
+    assert not any(name.startswith(("_sync", "_async")) for name in modules), sorted(modules)
+    bad = [line for path in modules.values() for line in _banned(path)]
+    assert bad == []

@@ -46,6 +46,7 @@ __all__ = [
     "DeadlineExceededError",
     "EncryptionError",
     "EndOfReadonlyPartitionError",
+    "EnvelopeError",
     "IncorrectOffsetError",
     "InvalidArgumentError",
     "LiftbridgeError",
@@ -108,6 +109,10 @@ class InvalidArgumentError(LiftbridgeError, ValueError):
 
 class ProtocolError(LiftbridgeError):
     """The peer sent something malformed, or the transport was used wrongly."""
+
+
+class EnvelopeError(ProtocolError):
+    """Bytes are not a well-formed Liftbridge NATS envelope of the expected type."""
 
 
 class MessageSizeError(ProtocolError):
