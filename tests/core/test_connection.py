@@ -1036,6 +1036,29 @@ def test_101_calls_against_max_concurrent_streams_100(mk):
         assert status_of(peer, cid).code is StatusCode.OK
 
 
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "h2path"])
+def test_calls_before_the_servers_settings_open_at_most_100_streams(fast_path):
+    # The server's SETTINGS have not arrived: its limit is unknown, so the
+    # client stays at 100 streams; the SETTINGS (a limit of 1000) free the rest.
+    peer = Peer(settings={SettingCodes.MAX_CONCURRENT_STREAMS: 1000}, fast_path=fast_path)
+    peer.client.initiate()
+    cids = [unary(peer, b"early-%d" % i) for i in range(150)]
+    early = peer.client.data_to_send()
+    headers = [f for f in parse_frames(early[24:]) if isinstance(f, HeadersFrame)]
+    assert len(headers) == 100
+    assert peer.client._calls[cids[100]].stream_id is None
+    peer._record_c2s(early)
+    peer._on_server_events(peer.server.receive_data(early))
+    peer.server.initiate_connection()
+    peer.pump()
+    assert len(peer.requests) == 150
+    assert peer.request(cids[149]).messages == [b"early-149"]
+    for cid in cids:
+        peer.unary_ok(peer.sid(cid))
+    peer.pump()
+    assert all(status_of(peer, cid).code is StatusCode.OK for cid in cids)
+
 def test_queued_calls_start_in_order_and_can_be_cancelled(mk):
     peer = mk(settings={SettingCodes.MAX_CONCURRENT_STREAMS: 2})
     cids = [unary(peer, b"q%d" % i) for i in range(5)]

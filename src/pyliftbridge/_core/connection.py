@@ -107,6 +107,10 @@ DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
 # every other call on the connection. Each stream stays bounded by its own window.
 DEFAULT_CONNECTION_WINDOW = 1 << 30
 _DEFAULT_WINDOW = 65535
+# Streams a call may open before the server's first SETTINGS say how many it
+# allows. HTTP/2 starts with no limit, but a server that then announces one
+# would refuse the streams above it; grpc-go's client assumes 100 too.
+_STREAMS_BEFORE_SETTINGS = 100
 USER_AGENT = f"grpc-python-pyliftbridge/{__version__}"
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -689,7 +693,10 @@ class GrpcConnection:
     def _open(self, call: _Call) -> bool:
         """Give a call a stream if the server allows one more; False if it must wait."""
         h2c = self._h2
-        if self._active >= h2c.remote_settings.max_concurrent_streams:
+        limit = h2c.remote_settings.max_concurrent_streams
+        if not self._settings_seen:
+            limit = min(limit, _STREAMS_BEFORE_SETTINGS)
+        if self._active >= limit:
             return False
         sid = h2c.get_next_available_stream_id()
         end = call.end_pending and not call.out
