@@ -1036,7 +1036,6 @@ def test_101_calls_against_max_concurrent_streams_100(mk):
         assert status_of(peer, cid).code is StatusCode.OK
 
 
-
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "h2path"])
 def test_calls_before_the_servers_settings_open_at_most_100_streams(fast_path):
     # The server's SETTINGS have not arrived: its limit is unknown, so the
@@ -1058,6 +1057,7 @@ def test_calls_before_the_servers_settings_open_at_most_100_streams(fast_path):
         peer.unary_ok(peer.sid(cid))
     peer.pump()
     assert all(status_of(peer, cid).code is StatusCode.OK for cid in cids)
+
 
 def test_queued_calls_start_in_order_and_can_be_cancelled(mk):
     peer = mk(settings={SettingCodes.MAX_CONCURRENT_STREAMS: 2})

@@ -122,10 +122,10 @@ class AsyncCall:
             self._inbox.check_sendable()
             await self._wait(None)
 
-    async def _wait(self, timeout: float | None) -> None:
-        """Wait for news on this call; expire it when its deadline passes."""
+    async def _wait(self, until: float | None) -> None:
+        """Wait for news on this call (or until loop time ``until``); expire it at its deadline."""
         self._wakeup.clear()
-        remaining = remaining_time(self._deadline, timeout, asyncio.get_running_loop().time())
+        remaining = remaining_time(self._deadline, until, asyncio.get_running_loop().time())
         if remaining is None:
             await self._wakeup.wait()
             return
@@ -147,13 +147,16 @@ class AsyncCall:
             LiftbridgeError: the call ended with an error status.
         """
         conn = self._conn
+        # Fixed once: every read on the connection wakes every call, and a
+        # timeout restarted on each wake-up would never expire on a busy one.
+        until = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
             item, flush = self._inbox.take(conn.core, self.call_id)
             if flush:
                 conn.flush()
             if item is not EMPTY:
                 return item  # type: ignore[return-value]
-            await self._wait(timeout)
+            await self._wait(until)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
@@ -205,7 +208,14 @@ class AsyncCall:
 class _AsyncConnection(asyncio.Protocol):
     """One HTTP/2 connection: an asyncio transport and a GrpcConnection."""
 
-    def __init__(self, host: str, port: int, options: ChannelOptions, secure: bool) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        options: ChannelOptions,
+        secure: bool,
+        keepalive: KeepalivePolicy | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.options = options
@@ -224,7 +234,8 @@ class _AsyncConnection(asyncio.Protocol):
         self.write_paused = False
         self._flush_scheduled = False
         self._transport: asyncio.Transport | None = None
-        self._keepalive = KeepalivePolicy(
+        #: Keepalive policy; a channel passes the next connection ``keepalive.renewed()``.
+        self.keepalive = keepalive or KeepalivePolicy(
             options.keepalive_interval,
             timeout=options.keepalive_timeout,
             min_interval=options.keepalive_min_interval,
@@ -234,7 +245,12 @@ class _AsyncConnection(asyncio.Protocol):
 
     @classmethod
     async def open(
-        cls, host: str, port: int, options: ChannelOptions, tls: TLSConfig | None
+        cls,
+        host: str,
+        port: int,
+        options: ChannelOptions,
+        tls: TLSConfig | None,
+        keepalive: KeepalivePolicy | None = None,
     ) -> _AsyncConnection:
         loop = asyncio.get_running_loop()
         ssl_ctx = tls.build_context() if tls is not None else None
@@ -242,7 +258,7 @@ class _AsyncConnection(asyncio.Protocol):
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: cls(host, port, options, tls is not None),
+                    lambda: cls(host, port, options, tls is not None, keepalive),
                     host,
                     port,
                     ssl=ssl_ctx,
@@ -275,12 +291,12 @@ class _AsyncConnection(asyncio.Protocol):
             transport.close()
             return
         self.core.initiate()
-        self._keepalive.start(self._loop.time())
+        self.keepalive.start(self._loop.time())
         self._schedule_keepalive()
         self.flush()
 
     def data_received(self, data: bytes) -> None:
-        self._keepalive.data_received(self._loop.time())
+        self.keepalive.data_received(self._loop.time())
         self._dispatch(self.core.receive_data(data))
         self.flush()
         if self.core.closed_reason is not None and not self.core.active_calls:
@@ -350,19 +366,19 @@ class _AsyncConnection(asyncio.Protocol):
                     call._deliver(event)
             elif isinstance(event, ConnectionTerminated):
                 if event.too_many_pings:
-                    self._keepalive.too_many_pings()
+                    self.keepalive.too_many_pings()
                 log.info("%s:%d sent GOAWAY %r", self.host, self.port, event)
         for call in calls.values():
             # Senders waiting on flow control re-check after every read.
             call._wakeup.set()
 
     def _schedule_keepalive(self) -> None:
-        wait = self._keepalive.seconds_until_due(self._loop.time())
+        wait = self.keepalive.seconds_until_due(self._loop.time())
         if wait is not None and self.dead is None:
             self._keepalive_handle = self._loop.call_later(max(wait, 0.05), self._keepalive_tick)
 
     def _keepalive_tick(self) -> None:
-        action = self._keepalive.poll(self._loop.time(), len(self.calls))
+        action = self.keepalive.poll(self._loop.time(), len(self.calls))
         if action is KeepaliveAction.CONNECTION_DEAD:
             self._fail(f"{self.host}:{self.port} did not answer a keepalive PING")
             return

@@ -104,13 +104,13 @@ class CallInbox:
         return error_from_status(self.status)
 
 
-def remaining_time(deadline: float | None, timeout: float | None, now: float) -> float | None:
-    """Seconds to wait: the sooner of the call's deadline and a wait timeout."""
+def remaining_time(deadline: float | None, until: float | None, now: float) -> float | None:
+    """Seconds to wait: until the sooner of the call's deadline and the end of a wait."""
     limits = []
     if deadline is not None:
         limits.append(deadline - now)
-    if timeout is not None:
-        limits.append(timeout)
+    if until is not None:
+        limits.append(until - now)
     if not limits:
         return None
     return max(0.0, min(limits))

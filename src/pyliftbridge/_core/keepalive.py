@@ -6,7 +6,8 @@ and the connection is considered dead when its ack does not arrive within
 ``timeout``. grpc-go servers, Liftbridge included, answer PINGs more frequent
 than every 5 minutes with GOAWAY ENHANCE_YOUR_CALM "too_many_pings"; the
 interval is therefore never shorter than ``min_interval`` (300 s unless the
-caller knows the server permits more) and doubles after such a GOAWAY.
+caller knows the server permits more) and doubles after such a GOAWAY, for
+every later connection too (:meth:`KeepalivePolicy.renewed`).
 """
 
 from __future__ import annotations
@@ -57,11 +58,27 @@ class KeepalivePolicy:
         self.permit_without_calls = permit_without_calls
         self._last_read = 0.0
         self._ping_sent_at: float | None = None
+        # When poll last found no call to keep alive (None: it found one).
+        self._idle_at: float | None = None
 
     @property
     def enabled(self) -> bool:
         """True when keepalive pings are on."""
         return self.interval is not None
+
+    def renewed(self) -> KeepalivePolicy:
+        """A policy for the next connection to the same server.
+
+        It keeps the current interval: the back-off after ``too_many_pings``
+        must outlive the connection the server then closes, or every new
+        connection pings as often and is closed again (grpc-go keeps it on the
+        ClientConn for the same reason).
+        """
+        policy = KeepalivePolicy(
+            None, timeout=self.timeout, permit_without_calls=self.permit_without_calls
+        )
+        policy.interval = self.interval
+        return policy
 
     def start(self, now: float) -> None:
         """The connection is up."""
@@ -86,7 +103,9 @@ class KeepalivePolicy:
                 return KeepaliveAction.CONNECTION_DEAD
             return KeepaliveAction.NOTHING
         if active_calls == 0 and not self.permit_without_calls:
+            self._idle_at = now
             return KeepaliveAction.NOTHING
+        self._idle_at = None
         if now - self._last_read >= self.interval:
             self._ping_sent_at = now
             return KeepaliveAction.SEND_PING
@@ -97,5 +116,18 @@ class KeepalivePolicy:
         if self.interval is None:
             return None
         if self._ping_sent_at is not None:
-            return max(0.0, self._ping_sent_at + self.timeout - now)
-        return max(0.0, self._last_read + self.interval - now)
+            # The ack (any read) makes the next PING due one interval after
+            # it: wake then too, so that a driver need not re-arm its timer on
+            # every read to keep to the interval when the timeout is longer.
+            sent = self._ping_sent_at
+            due = min(sent + self.interval, sent + self.timeout)
+            if due <= now:
+                due = sent + self.timeout
+            return max(0.0, due - now)
+        due = self._last_read + self.interval
+        if self._idle_at is not None:
+            # No call to keep alive: look again one interval later rather than
+            # at once and forever. A call started meanwhile gets its PING at
+            # most that late, the bound the read-silence rule has anyway.
+            due = max(due, self._idle_at + self.interval)
+        return max(0.0, due - now)

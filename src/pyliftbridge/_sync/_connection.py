@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import selectors
 import socket
 import ssl
 import threading
@@ -163,13 +164,16 @@ class Call:
         """
         conn = self._conn
         flush = False
+        # Fixed once: every read on the connection wakes every call, and a
+        # timeout restarted on each wake-up would never expire on a busy one.
+        until = None if timeout is None else time.monotonic() + timeout
         try:
             with conn._state:
                 while True:
                     item, flush = self._inbox.take(conn._core, self.call_id)
                     if item is not EMPTY:
                         return item  # type: ignore[return-value]
-                    wait = remaining_time(self._deadline, timeout, time.monotonic())
+                    wait = remaining_time(self._deadline, until, time.monotonic())
                     if not self._cond.wait(wait):
                         if self._deadline is not None and time.monotonic() >= self._deadline:
                             self._expire()
@@ -230,7 +234,14 @@ class Call:
 class _Connection:
     """One HTTP/2 connection: a socket, a reader thread and a GrpcConnection."""
 
-    def __init__(self, host: str, port: int, options: ChannelOptions, tls: TLSConfig | None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        options: ChannelOptions,
+        tls: TLSConfig | None,
+        keepalive: KeepalivePolicy | None = None,
+    ):
         self.host = host
         self.port = port
         self._options = options
@@ -242,7 +253,8 @@ class _Connection:
         self._writer: threading.Thread | None = None
         self._calls: dict[int, Call] = {}
         self._dead: LiftbridgeError | None = None
-        self._keepalive = KeepalivePolicy(
+        #: Keepalive policy; a channel passes the next connection ``keepalive.renewed()``.
+        self.keepalive = keepalive or KeepalivePolicy(
             options.keepalive_interval,
             timeout=options.keepalive_timeout,
             min_interval=options.keepalive_min_interval,
@@ -259,7 +271,7 @@ class _Connection:
             user_agent=options.user_agent,
         )
         self._core.initiate()
-        self._keepalive.start(time.monotonic())
+        self.keepalive.start(time.monotonic())
         self._flush()
         self._reader = threading.Thread(
             target=self._read_loop, name=f"pyliftbridge-reader-{host}:{port}", daemon=True
@@ -268,10 +280,15 @@ class _Connection:
 
     @classmethod
     def open(
-        cls, host: str, port: int, options: ChannelOptions, tls: TLSConfig | None
+        cls,
+        host: str,
+        port: int,
+        options: ChannelOptions,
+        tls: TLSConfig | None,
+        keepalive: KeepalivePolicy | None = None,
     ) -> _Connection:
         """Connect (TCP, TLS, HTTP/2 preface) and start the reader thread."""
-        return cls(host, port, options, tls)
+        return cls(host, port, options, tls, keepalive)
 
     @staticmethod
     def _dial(
@@ -390,19 +407,22 @@ class _Connection:
     def _read_loop(self) -> None:
         sock = self._sock
         size = self._options.read_size
+        # The keepalive timer waits for readability, not on a socket timeout:
+        # that applies to every thread, and would fail a writer's sendall held
+        # up by a peer that is slow to read ("timed out").
+        selector = selectors.DefaultSelector()
         try:
-            while True:
-                wait = self._keepalive.seconds_until_due(time.monotonic())
-                sock.settimeout(None if wait is None else max(wait, 0.05))
-                try:
-                    data = sock.recv(size)
-                except socket.timeout:
+            selector.register(sock, selectors.EVENT_READ)
+            while self._dead is None:
+                wait = self.keepalive.seconds_until_due(time.monotonic())
+                if wait is not None and not self._readable(selector, max(wait, 0.05)):
                     self._keepalive_tick()
                     continue
+                data = sock.recv(size)
                 if not data:
                     self._fail(f"{self.host}:{self.port} closed the connection")
                     return
-                self._keepalive.data_received(time.monotonic())
+                self.keepalive.data_received(time.monotonic())
                 with self._state:
                     events = self._core.receive_data(data)
                     self._dispatch(events)
@@ -418,10 +438,18 @@ class _Connection:
         except Exception as exc:  # a bug must not leave callers waiting forever
             log.exception("pyliftbridge reader thread failed")
             self._fail(f"transport failure: {exc!r}")
+        finally:
+            selector.close()
+
+    def _readable(self, selector: selectors.BaseSelector, timeout: float) -> bool:
+        # TLS may hold decrypted bytes that no longer show on the socket.
+        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            return True
+        return bool(selector.select(timeout))
 
     def _keepalive_tick(self) -> None:
         with self._state:
-            action = self._keepalive.poll(time.monotonic(), len(self._calls))
+            action = self.keepalive.poll(time.monotonic(), len(self._calls))
             if action is KeepaliveAction.SEND_PING:
                 self._core.ping(os.urandom(8))
         if action is KeepaliveAction.CONNECTION_DEAD:
@@ -438,7 +466,7 @@ class _Connection:
                     call._deliver(event)
             elif isinstance(event, ConnectionTerminated):
                 if event.too_many_pings:
-                    self._keepalive.too_many_pings()
+                    self.keepalive.too_many_pings()
                 log.info("%s:%d sent GOAWAY %r", self.host, self.port, event)
             elif isinstance(event, PingAcknowledged):
                 pass

@@ -70,12 +70,16 @@ class Channel:
             conn = self._conn
             if conn is not None and conn.usable:
                 return conn
+            keepalive = None
             if conn is not None:
                 # Calls still running on it may finish (GOAWAY); it closes once idle.
                 self._draining.append(conn)
+                # The keepalive interval is the channel's: a back-off after
+                # GOAWAY "too_many_pings" must hold on the next connection too.
+                keepalive = conn.keepalive.renewed()
             self._draining = [c for c in self._draining if not self._reap(c)]
             self._conn = conn = _Connection.open(
-                self.host, self.port, self.options, self._tls
+                self.host, self.port, self.options, self._tls, keepalive
             )
             return conn
 
