@@ -9,15 +9,14 @@ send and receive. The core is guarded by ``_state``. Writes are serialised by
 ``_write``; the reader never *waits* for ``_write`` (it could deadlock against
 a writer blocked on a full socket while the server waits for our
 WINDOW_UPDATE), it leaves a flush request that the writing thread honours
-before it lets go.
+before it lets go. Bytes move through :class:`SocketIO`, which keeps a TLS
+socket's reads and writes from overlapping (OpenSSL forbids that).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import selectors
 import socket
 import ssl
 import threading
@@ -43,6 +42,7 @@ from ..errors import (
     LiftbridgeError,
     UnavailableError,
 )
+from ._socket_io import SocketIO
 
 __all__ = ["SEND_HIGH_WATER", "Call"]
 
@@ -259,7 +259,7 @@ class _Connection:
             timeout=options.keepalive_timeout,
             min_interval=options.keepalive_min_interval,
         )
-        self._sock = self._dial(host, port, options, tls)
+        self._io = SocketIO(self._dial(host, port, options, tls))
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._core = GrpcConnection(
             authority,
@@ -392,7 +392,7 @@ class _Connection:
                     if not data:
                         break
                     try:
-                        self._sock.sendall(data)
+                        self._io.sendall(data, self._alive)
                     except OSError as exc:
                         self._fail(f"write to {self.host}:{self.port} failed: {exc}")
                         return
@@ -405,20 +405,21 @@ class _Connection:
     # -- reading
 
     def _read_loop(self) -> None:
-        sock = self._sock
+        io = self._io
         size = self._options.read_size
         # The keepalive timer waits for readability, not on a socket timeout:
         # that applies to every thread, and would fail a writer's sendall held
         # up by a peer that is slow to read ("timed out").
-        selector = selectors.DefaultSelector()
         try:
-            selector.register(sock, selectors.EVENT_READ)
             while self._dead is None:
                 wait = self.keepalive.seconds_until_due(time.monotonic())
-                if wait is not None and not self._readable(selector, max(wait, 0.05)):
+                timeout = None if wait is None else max(wait, 0.05)
+                if (wait is not None or io.needs_wait) and not io.wait_readable(timeout):
                     self._keepalive_tick()
                     continue
-                data = sock.recv(size)
+                data = io.recv(size)
+                if data is None:
+                    continue  # TLS: no whole record yet
                 if not data:
                     self._fail(f"{self.host}:{self.port} closed the connection")
                     return
@@ -439,13 +440,11 @@ class _Connection:
             log.exception("pyliftbridge reader thread failed")
             self._fail(f"transport failure: {exc!r}")
         finally:
-            selector.close()
+            io.shutdown()
+            io.close()
 
-    def _readable(self, selector: selectors.BaseSelector, timeout: float) -> bool:
-        # TLS may hold decrypted bytes that no longer show on the socket.
-        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
-            return True
-        return bool(selector.select(timeout))
+    def _alive(self) -> bool:
+        return self._dead is None
 
     def _keepalive_tick(self) -> None:
         with self._state:
@@ -483,9 +482,11 @@ class _Connection:
         self._close_socket()
 
     def _close_socket(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
+        # The reader closes the socket as it leaves; shutting it down wakes it.
+        self._io.shutdown()
+        reader = getattr(self, "_reader", None)
+        if reader is None or threading.current_thread() is reader or not reader.is_alive():
+            self._io.close()
 
     def close(self) -> None:
         with self._state:
