@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import hpack
 import pytest
+from raw_server import RawServer
 from transport_fronts import FRONT_ENDS, run
 
 from pyliftbridge._core.connection import GrpcConnection
@@ -159,40 +160,28 @@ class FramePeer:
         #: Request bytes (DATA payloads) received, over all connections.
         self.data_received = 0
         self.connections: list[PeerConnection] = []
-        self.errors: list[BaseException] = []
-        self._closed = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        if pause_reading:
-            # Accepted sockets inherit it.
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        # Closing a socket does not wake a thread blocked in accept(): poll.
-        self._listener.settimeout(0.05)
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._server = RawServer(
+            self._handle,
+            receive_buffer=64 * 1024 if pause_reading else None,
+            errors_after_close=False,
+        )
+        self.address = self._server.address
 
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            conn = PeerConnection(sock)
+    @property
+    def errors(self) -> list[BaseException]:
+        """What went wrong on the peer's side while it was open."""
+        return self._server.errors
+
+    def _handle(self, sock: socket.socket) -> None:
+        conn = PeerConnection(sock)
+        with self._lock:
             self.connections.append(conn)
             index = len(self.connections) - 1
-            threading.Thread(target=self._handle, args=(conn, index), daemon=True).start()
-
-    def _handle(self, conn: PeerConnection, index: int) -> None:
         try:
             if self.tls is not None:
                 conn.sock = self.tls.wrap_socket(conn.sock, server_side=True)
             self._serve(conn, index)
-        except OSError as exc:  # ssl.SSLError included
-            if not self._closed.is_set():
-                self.errors.append(exc)
         finally:
             conn.closed.set()
             conn.sock.close()
@@ -239,12 +228,7 @@ class FramePeer:
             conn.send_answers()
 
     def close(self) -> None:
-        self._closed.set()
-        self._thread.join(5)
-        self._listener.close()
-        for conn in self.connections:
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+        self._server.close(also=[conn.sock for conn in self.connections])
 
 
 @contextlib.contextmanager

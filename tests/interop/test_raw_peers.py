@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from raw_server import RawServer
 from transport_fronts import FRONT_ENDS, run
 
 from pyliftbridge._options import TLSConfig
@@ -37,53 +37,6 @@ PATH = "/interop.Test/Echo"
 @pytest.fixture(params=FRONT_ENDS)
 def front(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class RawServer:
-    """A TCP listener on 127.0.0.1 whose connections are handled by ``serve(sock)``."""
-
-    def __init__(self, serve: Any) -> None:
-        self._serve = serve
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
-        self.accepted = 0
-        self.errors: list[BaseException] = []
-        self._conns: list[socket.socket] = []
-        self._closed = threading.Event()
-        # Closing a socket does not wake a thread blocked in accept(): poll.
-        self._listener.settimeout(0.05)
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            self.accepted += 1
-            self._conns.append(sock)
-            threading.Thread(target=self._handle, args=(sock,), daemon=True).start()
-
-    def _handle(self, sock: socket.socket) -> None:
-        try:
-            self._serve(sock)
-        except (OSError, ssl.SSLError) as exc:
-            self.errors.append(exc)
-        finally:
-            sock.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(5)
-        self._listener.close()
-        for sock in self._conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager
