@@ -484,14 +484,20 @@ def test_connection_without_calls_neither_pings_nor_spins(
 # ---------------------------------------------------------- blocked writes
 
 
-def test_keepalive_timer_does_not_fail_a_blocked_write(front: str) -> None:
+@pytest.mark.parametrize("over_tls", [False, True], ids=["h2c", "tls"])
+def test_keepalive_timer_does_not_fail_a_blocked_write(
+    front: str, over_tls: bool, request: pytest.FixtureRequest
+) -> None:
     # A request larger than the socket buffers, to a peer that stops reading
     # for a while: the send waits. The keepalive timer runs meanwhile (the
     # call is active, nothing is read); it must not turn that wait into a
     # failed write (the blocking front end once timed its keepalive with a
-    # socket timeout, which applies to the writing threads too).
+    # socket timeout, which applies to the writing threads too). Over TLS the
+    # blocking front end's socket is non-blocking: this is where its writes
+    # meet "want write" and must be retried with the same bytes.
     size, pause = 8 * MiB, 0.4
-    with frame_peer(ack_pings=True, answer=b"ok", pause_reading=pause) as peer:
+    server_tls, client_tls = request.getfixturevalue("tls") if over_tls else (None, None)
+    with frame_peer(ack_pings=True, answer=b"ok", pause_reading=pause, tls=server_tls) as peer:
 
         async def scenario(ch: Any) -> None:
             # First a round trip: the client has then applied the peer's wide
@@ -502,6 +508,6 @@ def test_keepalive_timer_does_not_fail_a_blocked_write(front: str) -> None:
             assert time.monotonic() - start >= pause * 0.9  # the write did wait
 
         options = dataclasses.replace(keepalive(0.1, 5.0), max_send_message_size=2 * size)
-        run(front, peer.address, scenario, options=options)
+        run(front, peer.address, scenario, options=options, tls=client_tls)
         assert len(peer.connections) == 1
         assert peer.data_received == len(grpc_message(b"warm-up")) + len(grpc_message(b"x" * size))
