@@ -143,6 +143,12 @@ def _ack_policy(value: object) -> int:
     return int(value)
 
 
+def _expected_offset(value: int | None) -> int:
+    # None is sent as -1 ("no expectation"): protobuf's own default 0 would
+    # mean "must land at offset 0" on a stream with optimistic concurrency.
+    return -1 if value is None else _int(value, "expected_offset", -1, _INT64_MAX)
+
+
 def _headers(headers: Headers | None) -> dict[str, bytes]:
     if not headers:
         return {}
@@ -446,11 +452,7 @@ def publish_request(
         headers=_headers(headers),
         correlationId=correlation_id,
         ackPolicy=_ack_policy(ack_policy),
-        expectedOffset=(
-            -1
-            if expected_offset is None
-            else _int(expected_offset, "expected_offset", -1, _INT64_MAX)
-        ),
+        expectedOffset=_expected_offset(expected_offset),
     )
 
 
@@ -504,11 +506,7 @@ def envelope_message(
         if not isinstance(text, str):
             raise InvalidArgumentError(f"{what} must be a str, not {type(text).__name__}")
     return api_pb2.Message(
-        offset=(
-            -1
-            if expected_offset is None
-            else _int(expected_offset, "expected_offset", -1, _INT64_MAX)
-        ),
+        offset=_expected_offset(expected_offset),
         key=b"" if key is None else to_bytes(key, "key"),
         value=to_bytes(value, "value"),
         headers=_headers(headers),
