@@ -45,6 +45,7 @@ __all__ = [
     "ack_error",
     "correlation_id_of",
     "create_stream_request",
+    "cursor_request",
     "map_rpc_error",
     "map_subscribe_error",
     "publish_request",
@@ -339,6 +340,30 @@ def _stop(stop_at: StopAt, now_ns: int, req: api_pb2.SubscribeRequest) -> None:
             f"stop_at must be None, 'latest', an int offset, a datetime or a timedelta, "
             f"not {type(stop_at).__name__}"
         )
+
+
+def cursor_request(
+    cursor_id: str, stream: str, partition: int, offset: int | None = None
+) -> api_pb2.SetCursorRequest | api_pb2.FetchCursorRequest:
+    """A FetchCursorRequest, or a SetCursorRequest when ``offset`` is given.
+
+    Legal offsets are -1 and up: the server stores any int64, and its
+    FetchCursor answers -1 for "no position stored", so setting -1 clears a
+    position (a consumer group then starts there by its ``auto_offset``).
+    Anything lower would read back as a position that no message has.
+
+    Raises:
+        InvalidArgumentError: an empty id or stream, a bad partition or offset.
+    """
+    cursor_id = _name(cursor_id, "cursor_id")
+    stream = _name(stream, "stream")
+    partition = _int(partition, "partition", 0, _INT32_MAX)
+    if offset is None:
+        return api_pb2.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id)
+    offset = _int(offset, "offset", -1, _INT64_MAX)
+    return api_pb2.SetCursorRequest(
+        stream=stream, partition=partition, cursorId=cursor_id, offset=offset
+    )
 
 
 def subscribe_request(

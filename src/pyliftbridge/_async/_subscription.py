@@ -84,19 +84,21 @@ class AsyncSubscription:
         while True:
             if self._closed:
                 raise ClientClosedError("subscription closed")
-            remaining = deadline - monotonic()
             try:
+                # Every step shares the deadline: the leader lookup (which may
+                # refresh metadata) and the wait for the handshake.
                 address = await self._client._partition_address(
                     request.stream,
                     request.partition,
                     isr=request.readISRReplica,
                     refresh=attempt > 0,
+                    timeout=deadline - monotonic(),
                 )
                 channel = self._client._channel(address)
                 call = await channel.server_stream(_SUBSCRIBE, payload)
                 try:
                     try:
-                        handshake = await call.recv(timeout=max(0.0, remaining))
+                        handshake = await call.recv(timeout=max(0.0, deadline - monotonic()))
                     except TimeoutError:
                         raise DeadlineExceededError(
                             f"no subscribe handshake from {address} within {timeout:.1f}s"
