@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Union
 
 from ._pb import api_pb2
-from ._status import StatusCode
+from ._status import STREAM_RESET_BY_SERVER, StatusCode
 from ._time import datetime_to_ns, timedelta_to_ns
 from .errors import (
     AckTimeoutError,
@@ -29,6 +29,7 @@ from .errors import (
     NotLeaderError,
     PartitionPausedError,
     PermissionDeniedError,
+    ProtocolError,
     ReadonlyPartitionError,
     RpcError,
     StopPositionReachedError,
@@ -611,7 +612,8 @@ def map_rpc_error(method: str, error: LiftbridgeError) -> LiftbridgeError:
     ``method``, is returned unchanged.
     """
     code = error.code
-    if code is None:
+    if code is None or isinstance(error, ProtocolError):
+        # The client's own verdict on what the server sent: no call-specific meaning.
         return error
     text = error.details.lower()
     common = _common(error, text)
@@ -689,7 +691,8 @@ def map_subscribe_error(error: LiftbridgeError, *, handshake: bool) -> Liftbridg
     status, or with an unremarkable one, are returned unchanged.
     """
     code = error.code
-    if code is None:
+    if code is None or isinstance(error, ProtocolError):
+        # A message over the size limit (RESOURCE_EXHAUSTED) is no stop position.
         return error
     text = error.details.lower()
     common = _common(error, text)
@@ -720,6 +723,10 @@ def map_subscribe_error(error: LiftbridgeError, *, handshake: bool) -> Liftbridg
         if code is S.RESOURCE_EXHAUSTED:
             if "end of readonly" in text:
                 return _typed(EndOfReadonlyPartitionError, "end of readonly partition", error)
+            if text.startswith(STREAM_RESET_BY_SERVER):
+                # RST_STREAM ENHANCE_YOUR_CALM: the server gave up on the
+                # stream; that is no stop position.
+                return error
             return _typed(StopPositionReachedError, "stop position reached", error)
     return error
 

@@ -18,6 +18,7 @@ import random
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._decode import parse
 from .._pb import api_pb2
 from .._requests import map_subscribe_error, start_after, subscription_ends_normally
 from ..errors import (
@@ -164,7 +165,12 @@ class AsyncSubscription:
                 # group member was replaced, or the server is shutting down).
                 self._finish()
                 raise StopAsyncIteration
-            message = Message.from_proto(api_pb2.Message.FromString(data))
+            try:
+                message = Message.from_proto(parse(api_pb2.Message, data))
+            except LiftbridgeError:
+                # Malformed bytes from the server: nothing after them can be trusted.
+                self._finish()
+                raise
             self._last_offset = message.offset
             return message
 

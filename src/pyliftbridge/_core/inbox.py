@@ -36,7 +36,7 @@ Taken = Union[bytes, None, _Empty]
 class CallInbox:
     """Events received for one call and not yet taken by the application."""
 
-    __slots__ = ("_events", "initial_metadata", "status", "transparent_retry")
+    __slots__ = ("_error", "_events", "initial_metadata", "status", "transparent_retry")
 
     def __init__(self) -> None:
         self._events: deque[Event] = deque()
@@ -46,6 +46,8 @@ class CallInbox:
         self.status: Status | None = None
         #: True when the server provably never saw the call (safe to resend).
         self.transparent_retry = False
+        #: The client's own error for a call it ended (see ``CallEnded.error``).
+        self._error: LiftbridgeError | None = None
 
     @property
     def done(self) -> bool:
@@ -62,6 +64,7 @@ class CallInbox:
         if type(event) is CallEnded:
             self.status = event.status
             self.transparent_retry = event.transparent_retry
+            self._error = event.error
         self._events.append(event)
 
     def take(self, core: GrpcConnection, call_id: int) -> tuple[Taken, bool]:
@@ -87,7 +90,7 @@ class CallInbox:
             events.appendleft(event)
             if self.status is None or self.status.ok:
                 return None, False
-            raise error_from_status(self.status)
+            raise self.error()
         return EMPTY, False
 
     def check_sendable(self) -> None:
@@ -101,6 +104,8 @@ class CallInbox:
     def error(self) -> LiftbridgeError:
         """The mapped error of a call that ended with an error status."""
         assert self.status is not None
+        if self._error is not None:
+            return self._error
         return error_from_status(self.status)
 
 

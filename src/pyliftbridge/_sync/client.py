@@ -25,6 +25,7 @@ from typing import Any, Callable, TypeVar, Union
 from google.protobuf.message import Message as _PbMessage
 
 from .._address import parse_address
+from .._decode import parse
 from .._groups import AutoOffset, FetchInterval
 from .._options import ChannelOptions, TLSConfig
 from .._pb import api_pb2
@@ -258,7 +259,7 @@ class Client:
             timeout=timeout,
             send_deadline=method not in _LOCAL_DEADLINE_ONLY,
         )
-        return response_type.FromString(data)
+        return parse(response_type, data)
 
     def _call_any(
         self,
