@@ -25,6 +25,7 @@ from ..errors import (
     ClientClosedError,
     DeadlineExceededError,
     LiftbridgeError,
+    NoSuchPartitionError,
     NotLeaderError,
     ProtocolError,
     StopPositionReachedError,
@@ -192,7 +193,12 @@ class AsyncSubscription:
                 # Everything up to the stop offset was delivered before the break.
                 self._finish()
                 raise StopAsyncIteration from None
-            except (*_RESUBSCRIBE_ON, DeadlineExceededError) as exc:
+            except (*_RESUBSCRIBE_ON, DeadlineExceededError, NoSuchPartitionError) as exc:
+                # "No such partition" while resubscribing to a partition that
+                # was being read: a broker just restarted after a failover
+                # answers so until it has loaded its partitions (metadata can
+                # still name it the leader). A deleted stream runs into the
+                # resubscribe_wait limit.
                 last = exc
             # go-liftbridge waits 1 s plus up to 0.5 s of jitter between attempts.
             await sleep(min(1.0 + random.random() * 0.5, max(0.0, give_up - monotonic())))

@@ -40,6 +40,7 @@ from ..errors import (
     InvalidArgumentError,
     LiftbridgeError,
     NoKnownLeaderError,
+    NoSuchPartitionError,
     NotLeaderError,
     UnavailableError,
 )
@@ -746,7 +747,10 @@ class Consumer:
                 else:  # another member subscribed with a newer epoch
                     log.debug("group %s: %s/%d: %s", self._group_id, key[0], key[1], exc)
                     retry_soon = True
-            except _TRANSIENT as exc:
+            except (*_TRANSIENT, NoSuchPartitionError) as exc:
+                # The coordinator assigned the partition, so it exists: a broker
+                # that restarted after a failover says otherwise until it has
+                # loaded it.
                 log.info("group %s: cannot read %s/%d yet: %s", self._group_id, *key, exc)
                 retry_soon = True
             except LiftbridgeError as exc:
