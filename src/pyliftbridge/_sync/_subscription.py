@@ -174,6 +174,21 @@ class Subscription:
                 # Malformed bytes from the server: nothing after them can be trusted.
                 self._finish()
                 raise
+            last = self._last_offset
+            if last is not None and message.offset <= last:
+                # Already delivered. Liftbridge v1.9.0 starts a subscription
+                # whose start offset is above the leader's high watermark at
+                # the watermark instead: a new leader's watermark lags behind
+                # what the old one committed, so a resubscription after a
+                # failover begins with messages this iterator already returned.
+                log.debug(
+                    "%s/%d: dropped offset %d (already delivered up to %d)",
+                    self.stream,
+                    self.partition,
+                    message.offset,
+                    last,
+                )
+                continue
             self._last_offset = message.offset
             return message
 
