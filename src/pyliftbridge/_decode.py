@@ -14,16 +14,26 @@ __all__ = ["parse"]
 _M = TypeVar("_M", bound=_PbMessage)
 
 
-def parse(message_type: type[_M], data: bytes) -> _M:
+def parse(
+    message_type: type[_M],
+    data: bytes,
+    *,
+    error: type[ProtocolError] = ProtocolError,
+    what: str = "",
+    kind: str = "",
+) -> _M:
     """Parse ``data`` as a ``message_type``.
 
+    ``what`` and ``kind`` name the bytes and the type in the error message.
+
     Raises:
-        ProtocolError: the bytes are not a valid ``message_type`` (protobuf's
-            own DecodeError is no LiftbridgeError, and a server's garbage must
-            not escape the error tree).
+        ProtocolError: (or ``error``) the bytes are not a valid
+            ``message_type``: protobuf's own exceptions are no
+            LiftbridgeError, and a server's garbage must not escape the tree.
     """
     try:
         return message_type.FromString(data)
-    except DecodeError as exc:
-        name = message_type.DESCRIPTOR.name
-        raise ProtocolError(f"the server sent a malformed {name}: {exc}") from exc
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        # RuntimeError/ValueError: what some protobuf backends raise on bad input.
+        kind = kind or message_type.DESCRIPTOR.name
+        raise error(f"{what or 'a response'} is not a valid {kind}: {exc}") from exc

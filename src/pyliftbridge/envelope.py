@@ -36,8 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from google.protobuf.message import DecodeError
-
+from ._decode import parse
 from ._pb import api_pb2
 from ._requests import (
     BytesLike,
@@ -201,22 +200,20 @@ class PublishedMessage:
     """The offset the message must land at, None for no expectation."""
 
 
-def _parse(payload: bytes, pb: api_pb2.Message | api_pb2.Ack, what: str) -> None:
-    try:
-        pb.ParseFromString(payload)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        # RuntimeError/ValueError: what some protobuf backends raise on bad input.
-        raise EnvelopeError(f"the {what} envelope's payload is not a valid {what}: {exc}") from exc
-
-
 def decode_message(data: bytes | bytearray | memoryview) -> PublishedMessage:
     """Read a publish envelope (for example one seen by a NATS subscriber).
 
     Raises:
         EnvelopeError: ``data`` is not a well-formed publish envelope.
     """
-    pb = api_pb2.Message()
-    _parse(_unwrap(data, EnvelopeType.PUBLISH), pb, "message")
+    payload = _unwrap(data, EnvelopeType.PUBLISH)
+    pb = parse(
+        api_pb2.Message,
+        payload,
+        error=EnvelopeError,
+        what="the message envelope's payload",
+        kind="message",
+    )
     return PublishedMessage(
         value=pb.value,
         key=pb.key or None,
@@ -238,8 +235,10 @@ def decode_ack(data: bytes | bytearray | memoryview) -> Ack:
         EncryptionError: the server could not encrypt the message.
         RpcError: another failure the ack reports.
     """
-    pb = api_pb2.Ack()
-    _parse(_unwrap(data, EnvelopeType.ACK), pb, "ack")
+    payload = _unwrap(data, EnvelopeType.ACK)
+    pb = parse(
+        api_pb2.Ack, payload, error=EnvelopeError, what="the ack envelope's payload", kind="ack"
+    )
     failure = ack_error(pb)
     if failure is not None:
         raise failure
