@@ -142,7 +142,7 @@ def check_results(results, flavour):
     assert not untyped, f"calls without a typed error against a frozen server: {untyped}"
     REPORT[flavour] = {k: (round(v[0], 3), type(v[1]).__name__) for k, v in results.items()}
     for label, (seconds, error) in sorted(results.items()):
-        print(f"{flavour:12} {label:28} {seconds:6.3f}s  {type(error).__name__}")
+        print(f"\n{flavour:17} {label:28} {seconds:6.3f}s  {type(error).__name__}")
 
 
 async def test_every_call_within_its_deadline_against_a_frozen_server(liftbridge, name):
@@ -172,7 +172,7 @@ async def test_every_call_within_its_deadline_against_a_frozen_server(liftbridge
         try:
             for flavour, client in (("warm", warm), ("cold", cold)):
                 calls = calls_against(client, consumers[flavour], checkpointer, name, flavour)
-                check_results(await run_concurrently(calls), flavour)
+                check_results(await run_concurrently(calls), f"{type(client).__name__}/{flavour}")
         finally:
             server.resume()
         # Both clients work again: nothing is left broken by the stall.
