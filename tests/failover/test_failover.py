@@ -1,17 +1,20 @@
-"""Failover under load, short (one kill each), on the session's 3-node cluster.
+"""Failover under load, short (one kill), on the session's 3-node cluster.
 
 The long run (a kill every 10 s) is ``python tests/failover/failover.py``;
-its figures are in docs/reliability.md. The publisher of the subscription run
-goes as fast as acks allow (the high-watermark lag that made resubscriptions
-repeat messages shows at that rate); the consumer-group run publishes 1 000
-messages a second. The ack gap is measured and printed here, not asserted:
-set ``PYLIFTBRIDGE_ACK_GAP_TARGET`` (seconds) to assert it.
+its figures are in docs/reliability.md. To keep CI short each interpreter
+runs one mode: CPython the subscriptions (publishing as fast as acks allow,
+the rate at which a new leader's high-watermark lag shows), PyPy the
+consumer group of two (1 000 publishes a second).
+``PYLIFTBRIDGE_FAILOVER_ALL=1`` runs both modes on either. The ack gap is
+measured and printed, not asserted: set ``PYLIFTBRIDGE_ACK_GAP_TARGET``
+(seconds) to assert it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 
 import pytest
@@ -20,19 +23,26 @@ from failover import format_report, run_failover
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(240)]
 
 GAP_TARGET = os.environ.get("PYLIFTBRIDGE_ACK_GAP_TARGET")
+ALL = os.environ.get("PYLIFTBRIDGE_FAILOVER_ALL") == "1"
+CPYTHON = sys.implementation.name == "cpython"
 
 
 @pytest.mark.parametrize("group", [False, True], ids=["subscriptions", "consumer-group"])
 def test_leader_killed_and_restarted_under_load(liftbridge_cluster, group):
+    if not ALL and group == CPYTHON:
+        pytest.skip(
+            "CI runs this mode on the other interpreter (PYLIFTBRIDGE_FAILOVER_ALL=1 runs it here)"
+        )
     report = asyncio.run(
         run_failover(
             liftbridge_cluster,
             f"failover-{uuid.uuid4().hex[:8]}",
             kills=1,
-            every=6.0,
-            down=3.0,
+            every=5.0,
+            down=2.0,
+            tail=3.0,
             group=group,
-            rate=None if not group else 1000.0,
+            rate=1000.0 if group else None,
             gap_target=None if GAP_TARGET is None else float(GAP_TARGET),
         )
     )
