@@ -84,7 +84,7 @@ def garbage(s: PeerStream) -> None:
 def trailers(headers: list[tuple[str, str]]) -> Callable[[PeerStream], None]:
     def attack(s: PeerStream) -> None:
         s.headers()
-        s.conn.send_headers(s.stream_id, headers, end_stream=True)
+        s.raw_headers(headers, end=True)
 
     return attack
 
