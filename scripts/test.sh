@@ -16,7 +16,8 @@
 # Exits non-zero if any step failed; a summary of every step is printed at the end.
 #
 # Environment: PYTHON (CPython interpreter, default python3), PYPY (default pypy3),
-# PYTEST_ARGS (extra pytest arguments for both runs), SKIP_PYPY=1 (skip the PyPy run).
+# PYTEST_ARGS (extra pytest arguments for both runs), SKIP_PYPY=1 (skip the PyPy run),
+# SETUP_ONLY=1 (set up the venvs and servers, run no check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -166,6 +167,10 @@ setup "set-up: CPython venv (.venv, .[dev])" make_venv "$python" .venv dev pytho
 setup "set-up: Liftbridge and NATS servers" install_servers
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     setup "set-up: PyPy venv (.venv-pypy, .[test])" make_venv "$pypy" .venv-pypy test pypy3-venv
+fi
+
+if [ "${SETUP_ONLY:-0}" = 1 ]; then
+    exit 0
 fi
 
 # -- checks ---------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -24,14 +23,15 @@ from google.protobuf.message import Message as _PbMessage
 
 from .._address import parse_address
 from .._groups import AutoOffset, FetchInterval
+from .._ids import CorrelationIds
 from .._options import ChannelOptions, TLSConfig
 from .._pb import api_pb2
+from .._publish_codec import encode_publish_request
 from .._requests import (
     ack_error,
     create_stream_request,
     map_rpc_error,
     partition_of_ack,
-    publish_request,
     publish_to_subject_request,
     subscribe_request,
     to_bytes,
@@ -154,6 +154,7 @@ class AsyncClient:
         self._routes: dict[tuple[str, int], PublishStream] = {}
         self._routes_for: Metadata | None = None
         self._inflight = Semaphore(max_inflight_publishes)
+        self._ids = CorrelationIds()
         self._workers: list[Worker] = []
         self._wakeup = Event()
         self._closed = False
@@ -607,18 +608,24 @@ class AsyncClient:
         ``max_inflight_publishes`` are pending this waits for a free slot.
         """
         self._check_open()
-        value_bytes = to_bytes(value, "value")
+        value_bytes = value if type(value) is bytes else to_bytes(value, "value")
         key_bytes = None if key is None else to_bytes(key, "key")
-        policy = AckPolicy(ack_policy)
-        chosen = await self._partition_for(stream, key_bytes, value_bytes, partition, partitioner)
-        cid = correlation_id or uuid.uuid4().hex
-        request = publish_request(
+        if partition is None or type(partition) is not int or partition < 0:
+            chosen = await self._partition_for(
+                stream, key_bytes, value_bytes, partition, partitioner
+            )
+        else:
+            chosen = partition
+        cid = correlation_id or self._ids.next()
+        if not isinstance(cid, str):
+            raise InvalidArgumentError(f"correlation_id must be a str, not {type(cid).__name__}")
+        payload = encode_publish_request(
             stream,
             value_bytes,
             key=key_bytes,
             headers=headers,
             partition=chosen,
-            ack_policy=policy,
+            ack_policy=ack_policy,
             expected_offset=expected_offset,
             correlation_id=cid,
         )
@@ -630,14 +637,14 @@ class AsyncClient:
             )
         future: Future[Ack | None] = new_future()
         pending = None
-        if policy is not AckPolicy.NONE:
+        if ack_policy != AckPolicy.NONE:
             pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait)
         tried: set[str] = set()
         try:
             while True:
                 publisher = self._publish_stream(stream, chosen, tried)
                 try:
-                    await publisher.send(request, pending)
+                    await publisher.send(payload, pending)
                     break
                 except UnavailableError:
                     # send() fails only for a message that never left, so
@@ -659,13 +666,12 @@ class AsyncClient:
         return future
 
     def _resolve(
-        self,
-        pending: PendingPublish,
-        *,
-        ack: Ack | None = None,
-        error: LiftbridgeError | None = None,
+        self, pending: PendingPublish, ack: Ack | None, error: LiftbridgeError | None = None
     ) -> None:
-        """Resolve a pending publish exactly once and free its slot."""
+        """Resolve a pending publish (its caller frees its slot with ``_release_slots``).
+
+        A future the caller cancelled stays cancelled.
+        """
         future = pending.future
         if future.done():
             return
@@ -673,7 +679,11 @@ class AsyncClient:
             future.set_exception(error)
         else:
             future.set_result(ack)
-        self._inflight.release()
+
+    def _release_slots(self, count: int) -> None:
+        """Free the in-flight slots of ``count`` publishes no longer pending."""
+        if count:
+            self._inflight.release(count)
 
     async def publish(
         self,
@@ -751,7 +761,7 @@ class AsyncClient:
             key=None if key is None else to_bytes(key, "key"),
             headers=headers,
             ack_policy=policy,
-            correlation_id=correlation_id or uuid.uuid4().hex,
+            correlation_id=correlation_id or self._ids.next(),
         )
         wait = self._ack_timeout if timeout is None else timeout
         response = await self._call_any(

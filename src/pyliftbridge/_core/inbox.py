@@ -10,14 +10,14 @@ front ends, which only add waiting.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final, Union
+from typing import Final, Protocol, Union
 
 from .._status import Metadata, Status
 from ..errors import LiftbridgeError, ProtocolError, error_from_status
 from .connection import GrpcConnection
 from .events import CallEnded, Event, MessageReceived, ResponseHeaders
 
-__all__ = ["EMPTY", "CallInbox", "remaining_time"]
+__all__ = ["EMPTY", "CallInbox", "MessageSink", "remaining_time"]
 
 
 class _Empty:
@@ -33,10 +33,26 @@ EMPTY: Final = _Empty()
 Taken = Union[bytes, None, _Empty]
 
 
+class MessageSink(Protocol):
+    """Takes a call's messages as they arrive, instead of a reader pulling them.
+
+    The front end calls it with no lock held, from the thread (or the event
+    loop callback) that read the messages: the publisher resolves acks
+    where they are read instead of handing each one to another thread. A
+    sink must not block.
+    """
+
+    def on_messages(self, messages: list[bytes]) -> None:
+        """Messages that arrived, in order."""
+
+    def on_end(self, error: LiftbridgeError | None) -> None:
+        """The call ended: None for OK, else its mapped error. Called once, last."""
+
+
 class CallInbox:
     """Events received for one call and not yet taken by the application."""
 
-    __slots__ = ("_events", "initial_metadata", "status", "transparent_retry")
+    __slots__ = ("_events", "initial_metadata", "sink", "status", "transparent_retry")
 
     def __init__(self) -> None:
         self._events: deque[Event] = deque()
@@ -46,6 +62,8 @@ class CallInbox:
         self.status: Status | None = None
         #: True when the server provably never saw the call (safe to resend).
         self.transparent_retry = False
+        #: Where messages go as they arrive, when the call has a sink.
+        self.sink: MessageSink | None = None
 
     @property
     def done(self) -> bool:
@@ -89,6 +107,33 @@ class CallInbox:
                 return None, False
             raise error_from_status(self.status)
         return EMPTY, False
+
+    def drain(
+        self, core: GrpcConnection, call_id: int
+    ) -> tuple[list[bytes], bool, bool, LiftbridgeError | None]:
+        """Take everything queued at once, for a sink: ``(messages, flush, ended, error)``.
+
+        The credit of all the messages goes back in one step. ``ended`` is
+        True once, when the end of the call is taken; ``error`` is then its
+        mapped error (None for OK).
+        """
+        events = self._events
+        messages: list[bytes] = []
+        credit = 0
+        ended = False
+        while events:
+            event = events.popleft()
+            if type(event) is MessageReceived:
+                messages.append(event.data)
+                credit += event.flow_controlled_length
+            elif type(event) is ResponseHeaders:
+                self.initial_metadata = event.metadata
+            elif type(event) is CallEnded:
+                ended = True
+        flush = bool(credit) and core.acknowledge(call_id, credit)
+        status = self.status
+        error = error_from_status(status) if ended and status and not status.ok else None
+        return messages, flush, ended, error
 
     def check_sendable(self) -> None:
         """Raise why nothing more can be sent, if the call has ended."""

@@ -33,7 +33,7 @@ from .._core.events import (
     PingAcknowledged,
     ResponseHeaders,
 )
-from .._core.inbox import EMPTY, CallInbox, remaining_time
+from .._core.inbox import EMPTY, CallInbox, MessageSink, remaining_time
 from .._core.keepalive import KeepaliveAction, KeepalivePolicy
 from .._core.metadata import MetadataValue
 from .._options import ChannelOptions, TLSConfig
@@ -75,10 +75,27 @@ class Call:
         self._cond = threading.Condition(conn._state)
         self._released = False
 
-    # Called by the reader with ``_state`` held.
+    # Called with ``_state`` held.
     def _deliver(self, event: Event) -> None:
-        self._inbox.deliver(event)
-        self._cond.notify_all()
+        inbox = self._inbox
+        inbox.deliver(event)
+        if inbox.sink is None:
+            self._cond.notify_all()
+        else:
+            self._conn._sink_ready[self] = None
+
+    def set_sink(self, sink: MessageSink) -> None:
+        """Hand every message to ``sink`` as it arrives (instead of :meth:`recv`).
+
+        The sink runs on the connection's reader thread (or the thread that
+        ended the call), one batch at a time, with no lock held.
+        """
+        conn = self._conn
+        with conn._state:
+            self._inbox.sink = sink
+            if self._inbox.pending_messages or self._inbox.done:
+                conn._sink_ready[self] = None
+        conn._run_sinks()
 
     @property
     def done(self) -> bool:
@@ -118,6 +135,18 @@ class Call:
             conn._flush()
             if conn._core.outbound_pending(self.call_id) > SEND_HIGH_WATER:
                 self._wait_writable()
+
+    def queue(self, payload: bytes) -> None:
+        """Queue one request message to be written by the next flush.
+
+        Raises:
+            LiftbridgeError: the call already ended (its mapped error), or the
+                message is too large.
+        """
+        conn = self._conn
+        with conn._state:
+            self._inbox.check_sendable()
+            conn._core.send_message(self.call_id, payload)
 
     def flush(self) -> None:
         """Write everything queued on the connection."""
@@ -252,6 +281,10 @@ class _Connection:
         self._writer_cond = threading.Condition(self._state)
         self._writer: threading.Thread | None = None
         self._calls: dict[int, Call] = {}
+        #: Calls with a sink and news for it (an ordered set), guarded by ``_state``.
+        self._sink_ready: dict[Call, None] = {}
+        #: Held while sinks run, so one call's batches reach its sink in order.
+        self._sink_lock = threading.RLock()
         self._dead: LiftbridgeError | None = None
         #: Keepalive policy; a channel passes the next connection ``keepalive.renewed()``.
         self.keepalive = keepalive or KeepalivePolicy(
@@ -351,6 +384,10 @@ class _Connection:
     # -- writing
 
     def flush_soon(self) -> None:
+        if self._writer_wanted:
+            # Already due: the writer clears the flag before it takes what is
+            # queued, so it will write what our caller just queued.
+            return
         with self._state:
             if self._dead is not None:
                 return
@@ -430,6 +467,8 @@ class _Connection:
                     if self._core.closed_reason is not None and not self._core.active_calls:
                         self._dead = UnavailableError(status=self._core.closed_reason)
                         self._writer_cond.notify_all()
+                if self._sink_ready:
+                    self._run_sinks()
                 self._flush()
                 if self._dead is not None:
                     self._close_socket()
@@ -473,12 +512,37 @@ class _Connection:
             # Senders waiting on flow control re-check after every read.
             call._cond.notify_all()
 
+    def _run_sinks(self) -> None:
+        """Hand what arrived to the sinks of the calls that have news."""
+        with self._sink_lock:
+            while True:
+                with self._state:
+                    if not self._sink_ready:
+                        return
+                    ready = list(self._sink_ready)
+                    self._sink_ready.clear()
+                    batches = [
+                        (call._inbox.sink, *call._inbox.drain(self._core, call.call_id))
+                        for call in ready
+                        if not call._released
+                    ]
+                for sink, messages, _flush, ended, error in batches:
+                    assert sink is not None
+                    try:
+                        if messages:
+                            sink.on_messages(messages)
+                        if ended:
+                            sink.on_end(error)
+                    except Exception:  # a sink's bug must not stop the reader
+                        log.exception("pyliftbridge message sink failed")
+
     def _fail(self, message: str) -> None:
         with self._state:
             if self._dead is None:
                 self._dead = _unavailable(message)
             self._dispatch(self._core.connection_lost(message))
             self._writer_cond.notify_all()
+        self._run_sinks()
         self._close_socket()
 
     def _close_socket(self) -> None:

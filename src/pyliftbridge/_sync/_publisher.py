@@ -16,8 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._pb import api_pb2
-from .._requests import correlation_id_of, publish_response_error
+from .._publish_codec import read_publish_response
 from ..errors import (
     AckTimeoutError,
     LiftbridgeError,
@@ -79,64 +78,58 @@ class PublishStream:
             channel = self._client._channel(self.address)
             call = channel.open_call(_PUBLISH_ASYNC)
             self._call = call
-            self._client._spawn_worker(self._read_loop, call, name=f"publish-acks-{self.address}")
+            # Acks are resolved where they are read (the reader thread, or
+            # the protocol callback), not handed to another thread or task.
+            call.set_sink(_AckSink(self, call))
             return call
 
-    def send(self, request: api_pb2.PublishRequest, pending: PendingPublish | None) -> None:
-        """Queue one request; ``pending`` is registered before it can be acked.
+    def send(self, payload: bytes, pending: PendingPublish | None) -> None:
+        """Queue one serialized PublishRequest; ``pending`` waits for its ack.
 
-        A message that provably never left (the stream had already ended when
-        it was queued) is sent again once on a fresh stream; any other failure
-        is raised to the caller.
+        ``pending`` is registered in the same step as the message is queued
+        (under the lock the ack handler takes), so its ack cannot be missed
+        and a stream that breaks fails it exactly once. A message that
+        provably never left (the stream had already ended when it was
+        queued) is sent again once on a fresh stream; any other failure is
+        raised to the caller.
         """
-        payload = request.SerializeToString()
         for attempt in (0, 1):
             call = self._ensure_call()
-            if pending is not None:
-                with self._mutex:
-                    self._pending[pending.correlation_id] = pending
-            try:
-                call.send(payload, flush=False)
-            except LiftbridgeError:
-                if pending is not None:
-                    with self._mutex:
-                        self._pending.pop(pending.correlation_id, None)
-                with self._mutex:
+            with self._mutex:
+                try:
+                    call.queue(payload)
+                except LiftbridgeError:
                     if self._call is call:
                         self._call = None
-                if attempt:
-                    raise
-                continue
+                    if attempt:
+                        raise
+                    continue
+                if pending is not None:
+                    self._pending[pending.correlation_id] = pending
             call.flush_soon()
             return
 
-    def _read_loop(self, call: Call) -> None:
-        error: LiftbridgeError
-        try:
-            while True:
-                data = call.recv()
-                if data is None:
-                    error = UnavailableError(
-                        f"publish stream to {self.address} was ended by the server"
-                    )
-                    break
-                response = api_pb2.PublishResponse.FromString(data)
-                with self._mutex:
-                    pending = self._pending.pop(correlation_id_of(response), None)
-                if pending is None:
-                    continue  # timed out already, or an ack for another client's inbox
-                failure = publish_response_error(response)
-                if failure is not None:
-                    self._client._resolve(pending, error=failure)
-                else:
-                    self._client._resolve(
-                        pending, ack=Ack.from_proto(response.ack, pending.partition)
-                    )
-        except LiftbridgeError as exc:
-            error = exc
-        except Exception as exc:  # a bug must not leave publishers waiting forever
-            log.exception("publish ack reader for %s failed", self.address)
-            error = UnavailableError(f"publish ack reader failed: {exc!r}")
+    def acks_received(self, payloads: list[bytes]) -> None:
+        """Resolve the publishes that ``payloads`` (PublishResponses) answer."""
+        answers = [read_publish_response(data) for data in payloads]
+        answered = []
+        with self._mutex:
+            pop = self._pending.pop
+            for answer in answers:
+                # None: timed out already, or an ack for another client's inbox.
+                pending = pop(answer[0], None)
+                if pending is not None:
+                    answered.append((pending, answer))
+        resolve = self._client._resolve
+        for pending, (cid, offset, source, error) in answered:
+            if error is None:
+                resolve(pending, Ack(source, pending.partition, offset, cid))
+            else:
+                resolve(pending, None, error)
+        self._client._release_slots(len(answered))
+
+    def broken(self, call: Call, error: LiftbridgeError) -> None:
+        """Fail every publish pending on ``call``, which has ended."""
         with self._mutex:
             if self._call is call:
                 self._call = None
@@ -146,12 +139,14 @@ class PublishStream:
         for pending in lost:
             self._client._resolve(
                 pending,
-                error=UnavailableError(
+                None,
+                UnavailableError(
                     f"publish stream to {self.address} broke before the ack of "
                     f"{pending.correlation_id!r} arrived; the message may or may not "
                     f"have been written ({error})"
                 ),
             )
+        self._client._release_slots(len(lost))
 
     def expire(self, now: float) -> float | None:
         """Fail publishes whose ack timeout passed; return the next deadline."""
@@ -166,12 +161,14 @@ class PublishStream:
         for pending in expired:
             self._client._resolve(
                 pending,
-                error=AckTimeoutError(
+                None,
+                AckTimeoutError(
                     f"no ack for publish {pending.correlation_id!r} to stream "
                     f"{pending.stream!r} partition {pending.partition} within the ack "
                     "timeout; the message may or may not have been written"
                 ),
             )
+        self._client._release_slots(len(expired))
         return earliest
 
     def fail_all(self, error: LiftbridgeError) -> None:
@@ -181,6 +178,31 @@ class PublishStream:
             self._pending.clear()
             call, self._call = self._call, None
         for pending in lost:
-            self._client._resolve(pending, error=error)
+            self._client._resolve(pending, None, error)
+        self._client._release_slots(len(lost))
         if call is not None:
             call.close()
+
+
+class _AckSink:
+    """Where one PublishAsync call's responses go (a MessageSink)."""
+
+    __slots__ = ("_call", "_stream")
+
+    def __init__(self, stream: PublishStream, call: Call) -> None:
+        self._stream = stream
+        self._call = call
+
+    def on_messages(self, messages: list[bytes]) -> None:
+        try:
+            self._stream.acks_received(messages)
+        except Exception as exc:  # a bug must not leave publishers waiting forever
+            log.exception("publish ack handling for %s failed", self._stream.address)
+            self.on_end(UnavailableError(f"publish ack handling failed: {exc!r}"))
+
+    def on_end(self, error: LiftbridgeError | None) -> None:
+        if error is None:
+            error = UnavailableError(
+                f"publish stream to {self._stream.address} was ended by the server"
+            )
+        self._stream.broken(self._call, error)
