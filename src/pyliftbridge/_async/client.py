@@ -13,20 +13,17 @@ from __future__ import annotations
 import logging
 import random
 import time
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from google.protobuf.message import Message as _PbMessage
 
 from .._address import parse_address
 from .._groups import AutoOffset, FetchInterval
-from .._ids import CorrelationIds
 from .._options import ChannelOptions, TLSConfig
 from .._pb import api_pb2
-from .._publish_codec import encode_publish_request
 from .._requests import (
     ack_error,
     create_stream_request,
@@ -37,13 +34,11 @@ from .._requests import (
     to_bytes,
 )
 from ..errors import (
-    AckTimeoutError,
     ClientClosedError,
     DeadlineExceededError,
     InvalidArgumentError,
     LiftbridgeError,
     NoSuchPartitionError,
-    NoSuchStreamError,
     NotLeaderError,
     RpcError,
     UnavailableError,
@@ -54,18 +49,18 @@ from ._backend import (
     Event,
     Future,
     Mutex,
-    Semaphore,
     Worker,
     monotonic,
-    new_future,
     sleep,
     spawn,
     wait_future,
 )
-from ._consumer import AsyncConsumer
-from ._publisher import PendingPublish, PublishStream
+from ._publishing import AsyncPublishing
 from ._subscription import AsyncMergedSubscription, AsyncSubscription
 from .channel import AsyncChannel
+
+if TYPE_CHECKING:
+    from ._consumer import AsyncConsumer
 
 __all__ = ["AsyncClient"]
 
@@ -87,8 +82,6 @@ _RETRYABLE = (UnavailableError, NotLeaderError)
 _LOCAL_DEADLINE_ONLY = frozenset({"FetchMetadata"})
 #: Calls that change nothing on the server, so a slow attempt may be abandoned and retried.
 _IDEMPOTENT = frozenset({"FetchMetadata"})
-#: Seconds a broker that refused a publish stream is passed over.
-_UNREACHABLE_FOR = 5.0
 
 
 class AsyncClient:
@@ -139,22 +132,15 @@ class AsyncClient:
         self._seeds = seeds
         self._timeout = timeout
         self._tls = tls
-        self._ack_timeout = ack_timeout
         self._resubscribe_wait = resubscribe_wait
         self._refresh_interval = metadata_refresh_interval
         self._address_map = address_map
         self._options = options or ChannelOptions()
         self._mutex = Mutex()
         self._channels: dict[str, AsyncChannel] = {}
-        self._publishers: dict[str, PublishStream] = {}
         self._subscriptions: set[AsyncSubscription] = set()
         self._metadata: Metadata | None = None
-        self._unreachable: dict[str, float] = {}
-        #: (stream, partition) -> publish stream, valid for the metadata in ``_routes_for``.
-        self._routes: dict[tuple[str, int], PublishStream] = {}
-        self._routes_for: Metadata | None = None
-        self._inflight = Semaphore(max_inflight_publishes)
-        self._ids = CorrelationIds()
+        self._publishing = AsyncPublishing(self, ack_timeout, max_inflight_publishes)
         self._workers: list[Worker] = []
         self._wakeup = Event()
         self._closed = False
@@ -184,9 +170,9 @@ class AsyncClient:
             return
         self._closed = True
         self._wakeup.set()
-        error = ClientClosedError("the client was closed before the publish was acknowledged")
-        for publisher in list(self._publishers.values()):
-            publisher.fail_all(error)
+        self._publishing.fail_all(
+            ClientClosedError("the client was closed before the publish was acknowledged")
+        )
         for subscription in list(self._subscriptions):
             await subscription.close()
         for channel in list(self._channels.values()):
@@ -391,13 +377,7 @@ class AsyncClient:
 
     async def _ack_timeout_loop(self) -> None:
         while not self._closed:
-            now = monotonic()
-            earliest: float | None = None
-            for publisher in list(self._publishers.values()):
-                due = publisher.expire(now)
-                if due is not None and (earliest is None or due < earliest):
-                    earliest = due
-            wait = 0.25 if earliest is None else min(0.25, max(0.0, earliest - now))
+            wait = self._publishing.expire(monotonic())
             if await self._wakeup.wait(wait):
                 return
 
@@ -525,64 +505,6 @@ class AsyncClient:
 
     # ------------------------------------------------------------- publish
 
-    async def _partition_for(
-        self,
-        stream: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        partitioner: Partitioner | None,
-    ) -> int:
-        if partition is not None:
-            if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
-                raise InvalidArgumentError(f"partition must be an int >= 0, not {partition!r}")
-            return partition
-        if partitioner is None:
-            return 0
-        metadata = self._metadata
-        if metadata is None or stream not in metadata.streams:
-            metadata = await self._refresh_metadata([stream])
-            if stream not in metadata.streams:
-                raise NoSuchStreamError(f"stream {stream!r} does not exist")
-        count = metadata.partition_count(stream)
-        chosen = partitioner(stream, key, value, count)
-        if not isinstance(chosen, int) or (count and not 0 <= chosen < count):
-            raise InvalidArgumentError(
-                f"partitioner returned {chosen!r} for a stream of {count} partitions"
-            )
-        return chosen
-
-    def _publish_stream(self, stream: str, partition: int, avoid: set[str]) -> PublishStream:
-        # Spread partitions over the brokers (any broker accepts any publish);
-        # a given partition keeps using the same stream while brokers are
-        # stable. Brokers that recently refused a stream are skipped: a dead
-        # broker stays listed in metadata. The choice is remembered until the
-        # metadata is replaced or a broker refuses, so the publish path does
-        # not redo it per message.
-        key = (stream, partition)
-        if not avoid and self._routes_for is self._metadata:
-            cached = self._routes.get(key)
-            if cached is not None:
-                return cached
-        now = monotonic()
-        addresses = sorted(self._broker_addresses())
-        usable = (
-            [a for a in addresses if a not in avoid and self._unreachable.get(a, 0.0) <= now]
-            or [a for a in addresses if a not in avoid]
-            or addresses
-        )
-        address = usable[zlib.crc32(f"{stream}:{partition}".encode()) % len(usable)]
-        with self._mutex:
-            publisher = self._publishers.get(address)
-            if publisher is None:
-                publisher = self._publishers[address] = PublishStream(self, address)
-            if not avoid:
-                if self._routes_for is not self._metadata:
-                    self._routes = {}
-                    self._routes_for = self._metadata
-                self._routes[key] = publisher
-            return publisher
-
     async def publish_async(
         self,
         stream: str,
@@ -607,83 +529,19 @@ class AsyncClient:
         UnavailableError when the connection broke before the ack came. When
         ``max_inflight_publishes`` are pending this waits for a free slot.
         """
-        self._check_open()
-        value_bytes = value if type(value) is bytes else to_bytes(value, "value")
-        key_bytes = None if key is None else to_bytes(key, "key")
-        if partition is None or type(partition) is not int or partition < 0:
-            chosen = await self._partition_for(
-                stream, key_bytes, value_bytes, partition, partitioner
-            )
-        else:
-            chosen = partition
-        cid = correlation_id or self._ids.next()
-        if not isinstance(cid, str):
-            raise InvalidArgumentError(f"correlation_id must be a str, not {type(cid).__name__}")
-        payload = encode_publish_request(
+        return await self._publishing.publish(
             stream,
-            value_bytes,
-            key=key_bytes,
-            headers=headers,
-            partition=chosen,
-            ack_policy=ack_policy,
-            expected_offset=expected_offset,
-            correlation_id=cid,
+            value,
+            key,
+            headers,
+            partition,
+            partitioner,
+            ack_policy,
+            expected_offset,
+            correlation_id,
+            timeout,
+            write_now=False,
         )
-        wait = self._ack_timeout if timeout is None else timeout
-        if not await self._inflight.acquire(wait):
-            raise AckTimeoutError(
-                f"no publish slot freed within {wait:.1f}s "
-                "(max_inflight_publishes publishes are awaiting acks)"
-            )
-        future: Future[Ack | None] = new_future()
-        pending = None
-        if ack_policy != AckPolicy.NONE:
-            pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait)
-        tried: set[str] = set()
-        try:
-            while True:
-                publisher = self._publish_stream(stream, chosen, tried)
-                try:
-                    await publisher.send(payload, pending)
-                    break
-                except UnavailableError:
-                    # send() fails only for a message that never left, so
-                    # another broker may take it.
-                    tried.add(publisher.address)
-                    with self._mutex:
-                        self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
-                        self._routes = {}
-                    if len(tried) >= len(self._broker_addresses()):
-                        raise
-        except BaseException:
-            self._inflight.release()
-            raise
-        if pending is None:
-            # AckPolicy.NONE: done once written; the ack-timeout worker (which
-            # wakes at least every 250 ms) only ever sees publishes that wait.
-            self._inflight.release()
-            future.set_result(None)
-        return future
-
-    def _resolve(
-        self, pending: PendingPublish, ack: Ack | None, error: LiftbridgeError | None = None
-    ) -> None:
-        """Resolve a pending publish (its caller frees its slot with ``_release_slots``).
-
-        A future the caller cancelled stays cancelled.
-        """
-        future = pending.future
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(ack)
-
-    def _release_slots(self, count: int) -> None:
-        """Free the in-flight slots of ``count`` publishes no longer pending."""
-        if count:
-            self._inflight.release(count)
 
     async def publish(
         self,
@@ -707,17 +565,20 @@ class AsyncClient:
             MessageTooLargeError, EncryptionError: the server refused it.
             UnavailableError: the connection broke before the ack arrived.
         """
-        future = await self.publish_async(
+        # Written at once rather than by the writer: the caller waits anyway,
+        # and a hand-off to another thread would add to its latency.
+        future = await self._publishing.publish(
             stream,
             value,
-            key=key,
-            headers=headers,
-            partition=partition,
-            partitioner=partitioner,
-            ack_policy=ack_policy,
-            expected_offset=expected_offset,
-            correlation_id=correlation_id,
-            timeout=timeout,
+            key,
+            headers,
+            partition,
+            partitioner,
+            ack_policy,
+            expected_offset,
+            correlation_id,
+            timeout,
+            write_now=True,
         )
         result: Ack | None = await wait_future(future)
         return result
@@ -728,16 +589,7 @@ class AsyncClient:
         Raises:
             DeadlineExceededError: ``timeout`` passed first.
         """
-        deadline = None if timeout is None else monotonic() + timeout
-        futures = [f for p in list(self._publishers.values()) for f in p.pending_futures()]
-        for future in futures:
-            remaining = None if deadline is None else max(0.0, deadline - monotonic())
-            try:
-                await wait_future(future, remaining)
-            except LiftbridgeError:
-                pass  # reported through that publish's own future (AckTimeoutError too)
-            except TimeoutError:
-                raise DeadlineExceededError("flush timed out with publishes pending") from None
+        await self._publishing.flush(timeout)
 
     async def publish_to_subject(
         self,
@@ -761,9 +613,9 @@ class AsyncClient:
             key=None if key is None else to_bytes(key, "key"),
             headers=headers,
             ack_policy=policy,
-            correlation_id=correlation_id or self._ids.next(),
+            correlation_id=correlation_id or self._publishing.ids.next(),
         )
-        wait = self._ack_timeout if timeout is None else timeout
+        wait = self._publishing.ack_timeout if timeout is None else timeout
         response = await self._call_any(
             "PublishToSubject", request, api_pb2.PublishToSubjectResponse, wait
         )
@@ -954,6 +806,9 @@ class AsyncClient:
         """
         if self._closed:
             raise ClientClosedError("the client is closed")
+        # Imported here: consumer groups load only for programs that use them.
+        from ._consumer import AsyncConsumer
+
         return AsyncConsumer(
             self,
             group_id,

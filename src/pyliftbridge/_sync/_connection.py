@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -343,11 +343,11 @@ class _Connection:
                 if sock.selected_alpn_protocol() != "h2":
                     raise _unavailable(f"{host}:{port} did not agree to HTTP/2 over TLS (ALPN)")
             sock.settimeout(None)
-        except ssl.SSLError as exc:
-            sock.close()
-            raise _unavailable(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
             sock.close()
+            ssl = sys.modules.get("ssl")  # imported by build_context when TLS is on
+            if ssl is not None and isinstance(exc, ssl.SSLError):
+                raise _unavailable(f"TLS handshake with {host}:{port} failed: {exc}") from exc
             raise _unavailable(f"cannot set up connection to {host}:{port}: {exc}") from exc
         except BaseException:
             sock.close()

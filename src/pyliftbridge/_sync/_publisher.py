@@ -27,7 +27,7 @@ from ._backend import Future, Lock, Mutex
 from ._connection import Call
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ._publishing import Publishing
 
 __all__ = ["PendingPublish", "PublishStream"]
 
@@ -54,8 +54,8 @@ class PendingPublish:
 class PublishStream:
     """One PublishAsync stream to one broker, reopened after it breaks."""
 
-    def __init__(self, client: Client, address: str) -> None:
-        self._client = client
+    def __init__(self, owner: Publishing, address: str) -> None:
+        self._owner = owner
         self.address = address
         self._call: Call | None = None
         self._pending: dict[str, PendingPublish] = {}
@@ -75,7 +75,7 @@ class PublishStream:
             call = self._call
             if call is not None and not call.done:
                 return call
-            channel = self._client._channel(self.address)
+            channel = self._owner.channel(self.address)
             call = channel.open_call(_PUBLISH_ASYNC)
             self._call = call
             # Acks are resolved where they are read (the reader thread, or
@@ -83,7 +83,9 @@ class PublishStream:
             call.set_sink(_AckSink(self, call))
             return call
 
-    def send(self, payload: bytes, pending: PendingPublish | None) -> None:
+    def send(
+        self, payload: bytes, pending: PendingPublish | None, *, write_now: bool = False
+    ) -> None:
         """Queue one serialized PublishRequest; ``pending`` waits for its ack.
 
         ``pending`` is registered in the same step as the message is queued
@@ -91,7 +93,9 @@ class PublishStream:
         and a stream that breaks fails it exactly once. A message that
         provably never left (the stream had already ended when it was
         queued) is sent again once on a fresh stream; any other failure is
-        raised to the caller.
+        raised to the caller. ``write_now`` writes it before returning;
+        otherwise the connection's writer sends it with whatever else is
+        queued by then.
         """
         for attempt in (0, 1):
             call = self._ensure_call()
@@ -106,7 +110,10 @@ class PublishStream:
                     continue
                 if pending is not None:
                     self._pending[pending.correlation_id] = pending
-            call.flush_soon()
+            if write_now:
+                call.flush()
+            else:
+                call.flush_soon()
             return
 
     def acks_received(self, payloads: list[bytes]) -> None:
@@ -120,13 +127,13 @@ class PublishStream:
                 pending = pop(answer[0], None)
                 if pending is not None:
                     answered.append((pending, answer))
-        resolve = self._client._resolve
+        resolve = self._owner.resolve
         for pending, (cid, offset, source, error) in answered:
             if error is None:
                 resolve(pending, Ack(source, pending.partition, offset, cid))
             else:
                 resolve(pending, None, error)
-        self._client._release_slots(len(answered))
+        self._owner.release_slots(len(answered))
 
     def broken(self, call: Call, error: LiftbridgeError) -> None:
         """Fail every publish pending on ``call``, which has ended."""
@@ -137,7 +144,7 @@ class PublishStream:
             self._pending.clear()
         call.close()
         for pending in lost:
-            self._client._resolve(
+            self._owner.resolve(
                 pending,
                 None,
                 UnavailableError(
@@ -146,7 +153,7 @@ class PublishStream:
                     f"have been written ({error})"
                 ),
             )
-        self._client._release_slots(len(lost))
+        self._owner.release_slots(len(lost))
 
     def expire(self, now: float) -> float | None:
         """Fail publishes whose ack timeout passed; return the next deadline."""
@@ -159,7 +166,7 @@ class PublishStream:
                 elif earliest is None or pending.deadline < earliest:
                     earliest = pending.deadline
         for pending in expired:
-            self._client._resolve(
+            self._owner.resolve(
                 pending,
                 None,
                 AckTimeoutError(
@@ -168,7 +175,7 @@ class PublishStream:
                     "timeout; the message may or may not have been written"
                 ),
             )
-        self._client._release_slots(len(expired))
+        self._owner.release_slots(len(expired))
         return earliest
 
     def fail_all(self, error: LiftbridgeError) -> None:
@@ -178,8 +185,8 @@ class PublishStream:
             self._pending.clear()
             call, self._call = self._call, None
         for pending in lost:
-            self._client._resolve(pending, None, error)
-        self._client._release_slots(len(lost))
+            self._owner.resolve(pending, None, error)
+        self._owner.release_slots(len(lost))
         if call is not None:
             call.close()
 
