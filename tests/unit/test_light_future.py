@@ -67,8 +67,8 @@ def test_resolution_racing_the_first_waiter_is_never_lost() -> None:
     # Setters run while waiters are creating the Condition; every waiter sees its result.
     for _ in range(200):
         f = LightFuture()
-        got = []
-        waiter = threading.Thread(target=lambda fut=f: got.append(fut.result(timeout=5)))
+        got: list[str] = []
+        waiter = threading.Thread(target=lambda fut=f, out=got: out.append(fut.result(timeout=5)))
         waiter.start()
         f.set_result("ok")
         waiter.join(5)

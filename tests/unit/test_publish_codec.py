@@ -91,7 +91,7 @@ def test_hand_decoder_reads_plain_acks_as_protobuf_does(ack: dict, response_cid:
     fast = _read_wire(data)
     assert fast is not None
     cid, offset, source, error = fast
-    assert (cid, offset, error) == _read_protobuf(data)[:2] + (None,)
+    assert (cid, offset, error) == (*_read_protobuf(data)[:2], None)
     assert cid == (ack["correlationId"] or response_cid)
     # The Ack parses the rest from the bytes when asked.
     lazy = Ack(source, 3, offset, cid)
