@@ -226,9 +226,7 @@ class Publishing:
     def flush(self, timeout: float | None) -> None:
         """Wait until every publish made so far is acked or failed."""
         deadline = None if timeout is None else monotonic() + timeout
-        futures: list[Any] = [
-            f for p in list(self._streams.values()) for f in p.pending_futures()
-        ]
+        futures: list[Any] = [f for p in list(self._streams.values()) for f in p.pending_futures()]
         for future in futures:
             remaining = None if deadline is None else max(0.0, deadline - monotonic())
             try:
