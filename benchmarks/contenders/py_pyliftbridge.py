@@ -33,7 +33,8 @@ def run_sync(args: Any) -> None:
         if args.mode == "consume":
             count = 0
             cpu0, t0 = time.process_time(), time.perf_counter()
-            with client.subscribe_all(args.stream, start_at="earliest") as messages:
+            subscribe = client.subscribe_all if args.partitions > 1 else client.subscribe
+            with subscribe(args.stream, start_at="earliest") as messages:
                 for _ in messages:
                     count += 1
                     if count == args.messages:
@@ -67,7 +68,8 @@ async def run_async(args: Any) -> None:
         if args.mode == "consume":
             count = 0
             cpu0, t0 = time.process_time(), time.perf_counter()
-            async with await client.subscribe_all(args.stream, start_at="earliest") as messages:
+            subscribe = client.subscribe_all if args.partitions > 1 else client.subscribe
+            async with await subscribe(args.stream, start_at="earliest") as messages:
                 async for _ in messages:
                     count += 1
                     if count == args.messages:

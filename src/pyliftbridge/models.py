@@ -158,31 +158,57 @@ class Message:
     @classmethod
     def from_proto(cls, pb: api_pb2.Message) -> Message:
         """Build from a ``proto.Message`` received on a subscription."""
-        ns = pb.timestamp
-        fields: dict[str, Any] = {
-            "stream": pb.stream,
-            "partition": pb.partition,
-            "offset": pb.offset,
-            "key": pb.key or None,
-            "value": pb.value,
-            "timestamp": datetime_from_ns(ns),
-            "timestamp_ns": ns,
-            "subject": pb.subject,
-            "reply_subject": pb.replySubject,
-            "headers": MappingProxyType(dict(pb.headers)),
-            "ack_inbox": pb.ackInbox,
-            "correlation_id": pb.correlationId,
-            "ack_policy": _ack_policy(pb.ackPolicy),
-        }
         if cls is not Message:
-            return cls(**fields)
+            return cls(
+                stream=pb.stream,
+                partition=pb.partition,
+                offset=pb.offset,
+                key=pb.key or None,
+                value=pb.value,
+                timestamp=datetime_from_ns(pb.timestamp),
+                timestamp_ns=pb.timestamp,
+                subject=pb.subject,
+                reply_subject=pb.replySubject,
+                headers=MappingProxyType(dict(pb.headers)),
+                ack_inbox=pb.ackInbox,
+                correlation_id=pb.correlationId,
+                ack_policy=_ack_policy(pb.ackPolicy),
+            )
         # Every received message goes through here. The generated __init__ of a
         # frozen dataclass sets each field through object.__setattr__, which
         # made this method ~3x slower than parsing the protobuf; filling the
         # instance dict directly is equivalent (the values are already final).
+        # ``timestamp`` and ``headers`` are left out: __getattr__ makes them
+        # from the wire message on first use, as most consumers read neither.
         message = object.__new__(cls)
-        message.__dict__.update(fields)
+        message.__dict__.update(
+            _pb=pb,
+            stream=pb.stream,
+            partition=pb.partition,
+            offset=pb.offset,
+            key=pb.key or None,
+            value=pb.value,
+            timestamp_ns=pb.timestamp,
+            subject=pb.subject,
+            reply_subject=pb.replySubject,
+            ack_inbox=pb.ackInbox,
+            correlation_id=pb.correlationId,
+            ack_policy=_ack_policy(pb.ackPolicy),
+        )
         return message
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for an attribute the instance dict lacks: the fields
+        # from_proto leaves to be made on first use.
+        pb = self.__dict__.get("_pb")
+        if pb is None or name not in ("timestamp", "headers"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if name == "timestamp":
+            value: Any = datetime_from_ns(pb.timestamp)
+        else:
+            value = MappingProxyType(dict(pb.headers))
+        self.__dict__[name] = value
+        return value
 
 
 _ACK_POLICIES = {p.value: p for p in AckPolicy}

@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
+from typing import Any, Callable
 
 from .._core.connection import GrpcConnection
 from .._core.events import (
@@ -170,16 +171,30 @@ class AsyncCall:
             TimeoutError: ``timeout`` passed first (the call goes on).
             LiftbridgeError: the call ended with an error status.
         """
+        item: bytes | None = await self._receive(self._inbox.take, timeout)
+        return item
+
+    async def recv_batch(self, timeout: float | None = None) -> list[bytes] | None:
+        """Every response message that has arrived (at least one; waits for it).
+
+        None when the call ended OK; raises as :meth:`recv` does.
+        """
+        items: list[bytes] | None = await self._receive(self._inbox.take_batch, timeout)
+        return items
+
+    async def _receive(
+        self, take: Callable[[GrpcConnection, int], tuple[Any, bool]], timeout: float | None
+    ) -> Any:
         conn = self._conn
         # Fixed once: every read on the connection wakes every call, and a
         # timeout restarted on each wake-up would never expire on a busy one.
         until = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
-            item, flush = self._inbox.take(conn.core, self.call_id)
+            item, flush = take(conn.core, self.call_id)
             if flush:
                 conn.flush()
             if item is not EMPTY:
-                return item  # type: ignore[return-value]
+                return item
             await self._wait(until)
 
     def __aiter__(self) -> AsyncIterator[bytes]:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
+from typing import Any, Callable
 
 from .._core.connection import GrpcConnection
 from .._core.events import (
@@ -75,14 +76,16 @@ class Call:
         self._cond = threading.Condition(conn._state)
         self._released = False
 
-    # Called with ``_state`` held.
-    def _deliver(self, event: Event) -> None:
+    # Called with ``_state`` held. ``notify=False`` when the caller wakes
+    # every call once it has delivered a whole read (one wake-up per read,
+    # not per message).
+    def _deliver(self, event: Event, notify: bool = True) -> None:
         inbox = self._inbox
         inbox.deliver(event)
-        if inbox.sink is None:
-            self._cond.notify_all()
-        else:
+        if inbox.sink is not None:
             self._conn._sink_ready[self] = None
+        elif notify:
+            self._cond.notify_all()
 
     def set_sink(self, sink: MessageSink) -> None:
         """Hand every message to ``sink`` as it arrives (instead of :meth:`recv`).
@@ -191,6 +194,20 @@ class Call:
             TimeoutError: ``timeout`` passed first (the call goes on).
             LiftbridgeError: the call ended with an error status.
         """
+        item: bytes | None = self._receive(self._inbox.take, timeout)
+        return item
+
+    def recv_batch(self, timeout: float | None = None) -> list[bytes] | None:
+        """Every response message that has arrived (at least one; waits for it).
+
+        None when the call ended OK; raises as :meth:`recv` does.
+        """
+        items: list[bytes] | None = self._receive(self._inbox.take_batch, timeout)
+        return items
+
+    def _receive(
+        self, take: Callable[[GrpcConnection, int], tuple[Any, bool]], timeout: float | None
+    ) -> Any:
         conn = self._conn
         flush = False
         # Fixed once: every read on the connection wakes every call, and a
@@ -199,9 +216,9 @@ class Call:
         try:
             with conn._state:
                 while True:
-                    item, flush = self._inbox.take(conn._core, self.call_id)
+                    item, flush = take(conn._core, self.call_id)
                     if item is not EMPTY:
-                        return item  # type: ignore[return-value]
+                        return item
                     wait = remaining_time(self._deadline, until, time.monotonic())
                     if not self._cond.wait(wait):
                         if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -501,7 +518,7 @@ class _Connection:
             if isinstance(event, (MessageReceived, ResponseHeaders, CallEnded)):
                 call = calls.get(event.call_id)
                 if call is not None:
-                    call._deliver(event)
+                    call._deliver(event, notify=False)
             elif isinstance(event, ConnectionTerminated):
                 if event.too_many_pings:
                     self.keepalive.too_many_pings()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,8 @@ class Subscription:
         self._request = request
         self._resubscribe_wait = resubscribe_wait
         self._call: Call | None = None
+        #: Messages received and not yet returned (wire bytes).
+        self._buffer: deque[bytes] = deque()
         self._last_offset: int | None = None
         self._closed = False
         self._finished = False
@@ -138,12 +141,17 @@ class Subscription:
         while True:
             if self._finished or self._closed:
                 raise StopIteration
+            buffered = self._buffer
+            if buffered:
+                message = Message.from_proto(api_pb2.Message.FromString(buffered.popleft()))
+                self._last_offset = message.offset
+                return message
             call = self._call
             if call is None:
                 self._resubscribe(None)
                 continue
             try:
-                data = call.recv()
+                batch = call.recv_batch()
             except LiftbridgeError as exc:
                 if self._closed:
                     raise StopIteration from None
@@ -159,14 +167,14 @@ class Subscription:
                 if error is exc:
                     raise
                 raise error from exc
-            if data is None:
+            if batch is None:
                 # The server ended the subscription without an error (a consumer
                 # group member was replaced, or the server is shutting down).
                 self._finish()
                 raise StopIteration
-            message = Message.from_proto(api_pb2.Message.FromString(data))
-            self._last_offset = message.offset
-            return message
+            # Everything that arrived at once is taken in one step (one lock,
+            # one flow-control update) and handed out from here.
+            buffered.extend(batch)
 
     def _resubscribe(self, cause: LiftbridgeError | None) -> None:
         """Reopen the subscription within ``resubscribe_wait`` or raise."""
