@@ -673,7 +673,7 @@ class GrpcConnection:
                     continue
                 run = pos
             elif (
-                (ftype == _PING or ftype == _WINDOW_UPDATE)
+                ftype in (_PING, _WINDOW_UPDATE)
                 and not self._in_header_block
                 and self._settings_seen
             ):
