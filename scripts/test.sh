@@ -132,6 +132,10 @@ make_venv() {
         # tests) to CPython: its cryptography dependency has PyPy 3.9 wheels
         # only in older releases, which --prefer-binary finds.
         "$dir/bin/python" -m pip install --quiet --prefer-binary trustme
+    else
+        # atheris (the fuzz extra) where a wheel exists; its test skips elsewhere.
+        "$dir/bin/python" -m pip install --quiet --only-binary=:all: "atheris>=2.3" ||
+            echo "atheris does not install here: the atheris fuzz test will skip"
     fi
     echo "$want" >"$stamp"
 }

@@ -10,6 +10,9 @@ __all__ = ["format_address", "parse_address"]
 def parse_address(address: str, default_port: int = 9292) -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port``, or a bare host) into host and port.
 
+    A bare host (no colon) gets ``default_port``; ``host:`` (a colon and no
+    port) is refused.
+
     Raises:
         InvalidArgumentError: the address is malformed.
     """
@@ -22,22 +25,22 @@ def parse_address(address: str, default_port: int = 9292) -> tuple[str, int]:
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
             raise InvalidArgumentError(f"malformed IPv6 broker address {address!r}")
-        port_text = rest[1:] if rest else ""
+        port_text = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
-    elif ":" in text:
-        # A bare IPv6 address without a port.
-        host, port_text = text, ""
     else:
-        host, port_text = text, ""
+        # A bare host name, or a bare IPv6 address: no port given.
+        host, port_text = text, None
     if not host:
         raise InvalidArgumentError(f"broker address {address!r} has no host")
-    if not port_text:
+    if port_text is None:
         return host, default_port
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise InvalidArgumentError(f"broker address {address!r} has a bad port") from None
+    if not port_text:
+        # "host:" is a typo more often than a wish for the default port.
+        raise InvalidArgumentError(f"broker address {address!r} has an empty port")
+    if not (port_text.isascii() and port_text.isdigit()):
+        raise InvalidArgumentError(f"broker address {address!r} has a bad port")
+    port = int(port_text)
     if not 0 < port < 65536:
         raise InvalidArgumentError(f"broker address {address!r} has a port out of range")
     return host, port

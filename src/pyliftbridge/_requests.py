@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Union
 
 from ._pb import api_pb2
-from ._status import StatusCode
+from ._status import STREAM_RESET_BY_SERVER, StatusCode
 from ._time import datetime_to_ns, timedelta_to_ns
 from .errors import (
     AckTimeoutError,
@@ -29,6 +29,7 @@ from .errors import (
     NotLeaderError,
     PartitionPausedError,
     PermissionDeniedError,
+    ProtocolError,
     ReadonlyPartitionError,
     RpcError,
     StopPositionReachedError,
@@ -45,6 +46,7 @@ __all__ = [
     "ack_error",
     "correlation_id_of",
     "create_stream_request",
+    "cursor_request",
     "map_rpc_error",
     "map_subscribe_error",
     "publish_request",
@@ -341,6 +343,30 @@ def _stop(stop_at: StopAt, now_ns: int, req: api_pb2.SubscribeRequest) -> None:
         )
 
 
+def cursor_request(
+    cursor_id: str, stream: str, partition: int, offset: int | None = None
+) -> api_pb2.SetCursorRequest | api_pb2.FetchCursorRequest:
+    """A FetchCursorRequest, or a SetCursorRequest when ``offset`` is given.
+
+    Legal offsets are -1 and up: the server stores any int64, and its
+    FetchCursor answers -1 for "no position stored", so setting -1 clears a
+    position (a consumer group then starts there by its ``auto_offset``).
+    Anything lower would read back as a position that no message has.
+
+    Raises:
+        InvalidArgumentError: an empty id or stream, a bad partition or offset.
+    """
+    cursor_id = _name(cursor_id, "cursor_id")
+    stream = _name(stream, "stream")
+    partition = _int(partition, "partition", 0, _INT32_MAX)
+    if offset is None:
+        return api_pb2.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id)
+    offset = _int(offset, "offset", -1, _INT64_MAX)
+    return api_pb2.SetCursorRequest(
+        stream=stream, partition=partition, cursorId=cursor_id, offset=offset
+    )
+
+
 def subscribe_request(
     stream: str,
     partition: int = 0,
@@ -586,7 +612,8 @@ def map_rpc_error(method: str, error: LiftbridgeError) -> LiftbridgeError:
     ``method``, is returned unchanged.
     """
     code = error.code
-    if code is None:
+    if code is None or isinstance(error, ProtocolError):
+        # The client's own verdict on what the server sent: no call-specific meaning.
         return error
     text = error.details.lower()
     common = _common(error, text)
@@ -664,7 +691,8 @@ def map_subscribe_error(error: LiftbridgeError, *, handshake: bool) -> Liftbridg
     status, or with an unremarkable one, are returned unchanged.
     """
     code = error.code
-    if code is None:
+    if code is None or isinstance(error, ProtocolError):
+        # A message over the size limit (RESOURCE_EXHAUSTED) is no stop position.
         return error
     text = error.details.lower()
     common = _common(error, text)
@@ -695,6 +723,10 @@ def map_subscribe_error(error: LiftbridgeError, *, handshake: bool) -> Liftbridg
         if code is S.RESOURCE_EXHAUSTED:
             if "end of readonly" in text:
                 return _typed(EndOfReadonlyPartitionError, "end of readonly partition", error)
+            if text.startswith(STREAM_RESET_BY_SERVER):
+                # RST_STREAM ENHANCE_YOUR_CALM: the server gave up on the
+                # stream; that is no stop position.
+                return error
             return _typed(StopPositionReachedError, "stop position reached", error)
     return error
 

@@ -9,6 +9,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Union
 
+#: How the message of a status made from the server's RST_STREAM begins
+#: (lower case): such a status is the transport's, never the application's word.
+STREAM_RESET_BY_SERVER = "stream reset by the server"
+
 #: Metadata as it travels on the wire: (lower-case name, value) pairs. Values of
 #: names ending in ``-bin`` are bytes, all others are str.
 Metadata = tuple[tuple[str, Union[str, bytes]], ...]

@@ -17,7 +17,7 @@ from .._address import parse_address
 from .._core.metadata import MetadataValue
 from .._options import ChannelOptions, TLSConfig
 from ..errors import ClientClosedError, ProtocolError, UnavailableError
-from ._backend import Lock
+from ._backend import Lock, monotonic
 from ._connection import AsyncCall, _AsyncConnection
 
 __all__ = ["AsyncCall", "AsyncChannel"]
@@ -58,7 +58,7 @@ class AsyncChannel:
         self._draining: list[_AsyncConnection] = []
         self._closed = False
 
-    async def _connection(self) -> _AsyncConnection:
+    async def _connection(self, timeout: float | None = None) -> _AsyncConnection:
         conn = self._conn
         if conn is not None and conn.usable:
             return conn
@@ -76,8 +76,12 @@ class AsyncChannel:
                 # GOAWAY "too_many_pings" must hold on the next connection too.
                 keepalive = conn.keepalive.renewed()
             self._draining = [c for c in self._draining if not self._reap(c)]
+            options = self.options
+            if timeout is not None and timeout < options.connect_timeout:
+                # Connecting is part of the call: it gets no more than the call's deadline.
+                options = dataclasses.replace(options, connect_timeout=max(timeout, 1e-3))
             self._conn = conn = await _AsyncConnection.open(
-                self.host, self.port, self.options, self._tls, keepalive
+                self.host, self.port, options, self._tls, keepalive
             )
             return conn
 
@@ -99,7 +103,7 @@ class AsyncChannel:
         """Start a call of any kind; send with ``send``, read with ``recv``."""
         if self._closed:
             raise ClientClosedError("channel is closed")
-        conn = await self._connection()
+        conn = await self._connection(timeout)
         return conn.start_call(path, timeout, metadata, send_deadline)
 
     async def unary(
@@ -125,7 +129,11 @@ class AsyncChannel:
             LiftbridgeError: the mapped error of a failed status.
         """
         metadata = tuple(metadata)
+        deadline = None if timeout is None else monotonic() + timeout
         for attempt in (0, 1):
+            if deadline is not None:
+                # The retry gets what is left of the deadline, not a new one.
+                timeout = max(0.0, deadline - monotonic())
             async with await self.open_call(
                 path, timeout=timeout, metadata=metadata, send_deadline=send_deadline
             ) as call:

@@ -70,7 +70,7 @@ import h2.exceptions
 import h2.settings
 import h2.stream
 
-from .._status import Metadata, Status, StatusCode
+from .._status import STREAM_RESET_BY_SERVER, Metadata, Status, StatusCode
 from .._version import __version__
 from ..errors import (
     InvalidArgumentError,
@@ -612,10 +612,11 @@ class GrpcConnection:
                     run = -1
                 max_frame = h2c.max_inbound_frame_size
                 if length > max_frame:
-                    # Let h2 see it and raise its own FRAME_SIZE_ERROR.
-                    run = pos
-                    pos = end
-                    break
+                    # Refused from its header: h2 would first buffer the whole
+                    # frame (up to 16 MiB) and only then raise FRAME_SIZE_ERROR.
+                    raise h2.exceptions.FrameTooLargeError(
+                        f"Received overlong frame: length {length}, max {max_frame}"
+                    )
             if stop > end:
                 break
             if (
@@ -860,7 +861,13 @@ class GrpcConnection:
             self._partial_total -= held
             self._queue_ack(call, held)
 
-    def _end(self, call: _Call, status: Status, transparent_retry: bool = False) -> CallEnded:
+    def _end(
+        self,
+        call: _Call,
+        status: Status,
+        transparent_retry: bool = False,
+        error: LiftbridgeError | None = None,
+    ) -> CallEnded:
         call.ended = True
         call.out = []
         call.out_len = 0
@@ -870,7 +877,7 @@ class GrpcConnection:
             self._by_stream.pop(call.stream_id, None)
             self._active -= 1
             self._open_queued()
-        return CallEnded(call.call_id, status, transparent_retry)
+        return CallEnded(call.call_id, status, transparent_retry, error)
 
     def _on_data(self, call: _Call, payload: Buffer, length: int, events: list[Event]) -> None:
         if call.ended:
@@ -887,7 +894,9 @@ class GrpcConnection:
             )
             self._queue_ack(call, length)
             self._reset(call, h2.errors.ErrorCodes.CANCEL)
-            events.append(self._end(call, Status(code, str(exc))))
+            status = Status(code, str(exc))
+            exc.status = status
+            events.append(self._end(call, status, error=exc))
             return
         if not messages:
             # Part of a message: the credit waits for the message, unless
@@ -1035,7 +1044,7 @@ class GrpcConnection:
         except ValueError:
             name = str(error_code)
         retry = error_code == h2.errors.ErrorCodes.REFUSED_STREAM
-        return self._end(call, Status(code, f"stream reset by the server ({name})"), retry)
+        return self._end(call, Status(code, f"{STREAM_RESET_BY_SERVER} ({name})"), retry)
 
     def _goaway(self, ev: Any) -> list[Event]:
         last = ev.last_stream_id

@@ -8,6 +8,7 @@ order: at most one :class:`ResponseHeaders`, any number of
 from __future__ import annotations
 
 from .._status import Metadata, Status
+from ..errors import LiftbridgeError
 
 __all__ = [
     "CallEnded",
@@ -71,15 +72,25 @@ class CallEnded(Event):
 
     ``transparent_retry`` is True when the server provably never processed the
     request (REFUSED_STREAM, a GOAWAY below this stream, or never sent at all),
-    so it is safe to send again on another connection.
+    so it is safe to send again on another connection. ``error`` is the
+    client's own error when it ended the call because of what the server sent
+    (a message over the size limit, bytes that are not gRPC messages): the
+    status alone would read like the server's word.
     """
 
-    __slots__ = ("call_id", "status", "transparent_retry")
+    __slots__ = ("call_id", "error", "status", "transparent_retry")
 
-    def __init__(self, call_id: int, status: Status, transparent_retry: bool = False) -> None:
+    def __init__(
+        self,
+        call_id: int,
+        status: Status,
+        transparent_retry: bool = False,
+        error: LiftbridgeError | None = None,
+    ) -> None:
         self.call_id = call_id
         self.status = status
         self.transparent_retry = transparent_retry
+        self.error = error
 
     def __repr__(self) -> str:
         return f"CallEnded(call_id={self.call_id}, status={self.status!r})"

@@ -53,7 +53,7 @@ class MessageSink(Protocol):
 class CallInbox:
     """Events received for one call and not yet taken by the application."""
 
-    __slots__ = ("_events", "initial_metadata", "sink", "status", "transparent_retry")
+    __slots__ = ("_error", "_events", "initial_metadata", "sink", "status", "transparent_retry")
 
     def __init__(self) -> None:
         self._events: deque[Event] = deque()
@@ -65,6 +65,8 @@ class CallInbox:
         self.transparent_retry = False
         #: Where messages go as they arrive, when the call has a sink.
         self.sink: MessageSink | None = None
+        #: The client's own error for a call it ended (see ``CallEnded.error``).
+        self._error: LiftbridgeError | None = None
 
     @property
     def done(self) -> bool:
@@ -81,6 +83,7 @@ class CallInbox:
         if type(event) is CallEnded:
             self.status = event.status
             self.transparent_retry = event.transparent_retry
+            self._error = event.error
         self._events.append(event)
 
     def take(self, core: GrpcConnection, call_id: int) -> tuple[Taken, bool]:
@@ -106,7 +109,7 @@ class CallInbox:
             events.appendleft(event)
             if self.status is None or self.status.ok:
                 return None, False
-            raise error_from_status(self.status)
+            raise self.error()
         return EMPTY, False
 
     def take_batch(self, core: GrpcConnection, call_id: int) -> tuple[TakenBatch, bool]:
@@ -137,7 +140,7 @@ class CallInbox:
             return EMPTY, False
         if self.status is None or self.status.ok:
             return None, False
-        raise error_from_status(self.status)
+        raise self.error()
 
     def drain(
         self, core: GrpcConnection, call_id: int
@@ -163,7 +166,7 @@ class CallInbox:
                 ended = True
         flush = bool(credit) and core.acknowledge(call_id, credit)
         status = self.status
-        error = error_from_status(status) if ended and status and not status.ok else None
+        error = self.error() if ended and status and not status.ok else None
         return messages, flush, ended, error
 
     def check_sendable(self) -> None:
@@ -177,6 +180,8 @@ class CallInbox:
     def error(self) -> LiftbridgeError:
         """The mapped error of a call that ended with an error status."""
         assert self.status is not None
+        if self._error is not None:
+            return self._error
         return error_from_status(self.status)
 
 

@@ -60,6 +60,8 @@ _TRANSIENT = (UnavailableError, NotLeaderError, NoKnownLeaderError, DeadlineExce
 _DEFAULT_TIMEOUT = 15.0
 #: Queue marker: the consumer is closed, iteration ends.
 _END = object()
+#: Joins tried before a refusal is final (see ``_join`` for the retried ones).
+_JOIN_ATTEMPTS = 3
 
 Key = tuple[str, int]
 
@@ -165,6 +167,8 @@ class Consumer:
         self._checkpointer: Worker | None = None
         self._closing = False
         self._finished = False
+        #: While subscribe() runs: its deadline, which bounds every step it takes.
+        self._deadline: float | None = None
 
     # -------------------------------------------------------------- public
 
@@ -219,18 +223,21 @@ class Consumer:
             raise InvalidArgumentError("streams must be one or more non-empty stream names")
         self._streams = names
         budget = self._client._timeout if timeout is None else timeout
-        deadline = monotonic() + budget
+        deadline = self._deadline = monotonic() + budget
         try:
-            self._join(budget)
-        except BaseException:
-            self._streams = []
-            raise
-        # The first round runs here, so that partitions are being read when
-        # subscribe() returns (with auto_offset="new", messages published
-        # after that are seen).
-        delay = self._step()
-        while delay == 0 and monotonic() < deadline and not self._closing:
+            try:
+                self._join(budget)
+            except BaseException:
+                self._streams = []
+                raise
+            # The first round runs here, so that partitions are being read when
+            # subscribe() returns (with auto_offset="new", messages published
+            # after that are seen).
             delay = self._step()
+            while delay == 0 and monotonic() < deadline and not self._closing:
+                delay = self._step()
+        finally:
+            self._deadline = None
         self._worker = spawn(self._run, delay, name=f"pyliftbridge-group-{self._group_id}")
         if self._auto_checkpoint is not None:
             self._checkpointer = spawn(
@@ -401,7 +408,10 @@ class Consumer:
         return min(0.1 * float(1 << min(self._failures, 6)), max(0.1, cap))
 
     def _rpc_timeout(self) -> float:
-        return min(self._client._timeout, max(1.0, self._consumer_timeout))
+        timeout = min(self._client._timeout, max(1.0, self._consumer_timeout))
+        if self._deadline is not None:
+            timeout = min(timeout, self._deadline - monotonic())
+        return timeout
 
     def _run(self, delay: float) -> None:
         """The heartbeat: fetch assignments, follow them, until closed."""
@@ -489,21 +499,33 @@ class Consumer:
         request = api_pb2.JoinConsumerGroupRequest(
             groupId=self._group_id, consumerId=self._consumer_id, streams=self._streams
         )
-        try:
-            response = client._call_any(
-                "JoinConsumerGroup", request, api_pb2.JoinConsumerGroupResponse, timeout
-            )
-        except ConsumerGroupError as exc:
-            # "already a member": an earlier join that seemed to fail went
-            # through; "does not exist": the group vanished under the join.
-            # Either way, from a clean slate once more.
-            if "already a member" in exc.details.lower():
-                self._leave()
-            elif exc.code is not StatusCode.NOT_FOUND:
-                raise
-            response = client._call_any(
-                "JoinConsumerGroup", request, api_pb2.JoinConsumerGroupResponse, timeout
-            )
+        deadline = monotonic() + timeout
+        for attempt in range(_JOIN_ATTEMPTS):
+            try:
+                response = client._call_any(
+                    "JoinConsumerGroup",
+                    request,
+                    api_pb2.JoinConsumerGroupResponse,
+                    deadline - monotonic(),
+                )
+                break
+            except ConsumerGroupError as exc:
+                details = exc.details.lower()
+                if attempt == _JOIN_ATTEMPTS - 1:
+                    raise
+                if "already a member" in details:
+                    # An earlier join that seemed to fail went through: leave,
+                    # then join from a clean slate.
+                    self._leave(deadline - monotonic())
+                elif "already exists" in details:
+                    # Two members created the group at once and the other won
+                    # (the server checks for the group, then creates it through
+                    # Raft): the group exists now, so the next join joins it.
+                    log.debug("group %s: created concurrently; joining again", self._group_id)
+                elif exc.code is not StatusCode.NOT_FOUND:
+                    # "does not exist" (the group vanished under the join) is
+                    # retried too; anything else is a real refusal.
+                    raise
         self._coordinator = response.coordinator
         self._epoch = response.epoch
         if response.consumerTimeout > 0:
@@ -524,7 +546,7 @@ class Consumer:
             self._epoch,
         )
 
-    def _leave(self) -> None:
+    def _leave(self, timeout: float | None = None) -> None:
         request = api_pb2.LeaveConsumerGroupRequest(
             groupId=self._group_id, consumerId=self._consumer_id
         )
@@ -533,7 +555,7 @@ class Consumer:
                 "LeaveConsumerGroup",
                 request,
                 api_pb2.LeaveConsumerGroupResponse,
-                self._rpc_timeout(),
+                self._rpc_timeout() if timeout is None else timeout,
             )
         except ConsumerGroupError as exc:
             log.debug("group %s: leave: %s", self._group_id, exc)  # not a member any more
@@ -546,7 +568,7 @@ class Consumer:
         for attempt in range(2):
             metadata = client._metadata
             if metadata is None or attempt > 0:
-                metadata = client._refresh_metadata()
+                metadata = client._refresh_metadata(timeout=self._rpc_timeout())
             broker = metadata.broker(self._coordinator)
             if broker is not None and broker.host:
                 return client._translate(broker.address)
@@ -744,8 +766,9 @@ class Consumer:
         """Subscribe to an assigned partition after its stored (or our own) position."""
         client = self._client
         stream, partition = key
-        timeout = self._rpc_timeout()
-        stored = client.fetch_cursor(self._cursor_id, stream, partition, timeout=timeout)
+        stored = client.fetch_cursor(
+            self._cursor_id, stream, partition, timeout=self._rpc_timeout()
+        )
         with self._mutex:
             last = max(stored, self._positions.get(key, -1))
         start_at: int | str
@@ -768,7 +791,7 @@ class Consumer:
             group_epoch=epoch,
         )
         subscription = Subscription(client, request, client._resubscribe_wait)
-        subscription._open(timeout)
+        subscription._open(self._rpc_timeout())
         assigned = _Assigned(key, epoch, subscription)
         with self._mutex:
             closing = self._closing
@@ -818,7 +841,11 @@ class Consumer:
         self._pumps = [p for p in self._pumps if not p.done()]
 
     def _store(self, keys: Iterable[Key] | None, timeout: float | None) -> None:
-        """Store the positions that changed (of ``keys``, or of every partition)."""
+        """Store the positions that changed (of ``keys``, or of every partition).
+
+        ``timeout`` bounds the whole of it (None: each store gets the client's default).
+        """
+        deadline = None if timeout is None else monotonic() + timeout
         with self._checkpoint_lock:
             with self._mutex:
                 wanted = self._positions.keys() if keys is None else keys
@@ -830,9 +857,10 @@ class Consumer:
             first: LiftbridgeError | None = None
             for key, offset in sorted(pending.items()):
                 stream, partition = key
+                left = None if deadline is None else deadline - monotonic()
                 try:
                     self._client.set_cursor(
-                        self._cursor_id, stream, partition, offset, timeout=timeout
+                        self._cursor_id, stream, partition, offset, timeout=left
                     )
                 except LiftbridgeError as exc:
                     first = first or exc

@@ -21,6 +21,7 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._decode import parse
 from .._pb import api_pb2
 from .._requests import map_subscribe_error, start_after, subscription_ends_normally
 from ..errors import (
@@ -89,19 +90,21 @@ class Subscription:
         while True:
             if self._closed:
                 raise ClientClosedError("subscription closed")
-            remaining = deadline - monotonic()
             try:
+                # Every step shares the deadline: the leader lookup (which may
+                # refresh metadata) and the wait for the handshake.
                 address = self._client._partition_address(
                     request.stream,
                     request.partition,
                     isr=request.readISRReplica,
                     refresh=attempt > 0,
+                    timeout=deadline - monotonic(),
                 )
                 channel = self._client._channel(address)
                 call = channel.server_stream(_SUBSCRIBE, payload)
                 try:
                     try:
-                        handshake = call.recv(timeout=max(0.0, remaining))
+                        handshake = call.recv(timeout=max(0.0, deadline - monotonic()))
                     except TimeoutError:
                         raise DeadlineExceededError(
                             f"no subscribe handshake from {address} within {timeout:.1f}s"
@@ -143,7 +146,12 @@ class Subscription:
                 raise StopIteration
             buffered = self._buffer
             if buffered:
-                message = Message.from_proto(api_pb2.Message.FromString(buffered.popleft()))
+                try:
+                    message = Message.from_proto(parse(api_pb2.Message, buffered.popleft()))
+                except LiftbridgeError:
+                    # Malformed bytes from the server: nothing after them can be trusted.
+                    self._finish()
+                    raise
                 self._last_offset = message.offset
                 return message
             call = self._call

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 from google.protobuf.message import Message as _PbMessage
 
 from .._address import parse_address
+from .._decode import parse
 from .._groups import AutoOffset, FetchInterval
 from .._options import ChannelOptions, TLSConfig
 from .._pb import api_pb2
 from .._requests import (
     ack_error,
     create_stream_request,
+    cursor_request,
     map_rpc_error,
     partition_of_ack,
     publish_to_subject_request,
@@ -244,7 +246,7 @@ class Client:
             timeout=timeout,
             send_deadline=method not in _LOCAL_DEADLINE_ONLY,
         )
-        return response_type.FromString(data)
+        return parse(response_type, data)
 
     def _call_any(
         self,
@@ -295,10 +297,24 @@ class Client:
         raise last
 
     def _partition_address(
-        self, stream: str, partition: int, *, isr: bool = False, refresh: bool = False
+        self,
+        stream: str,
+        partition: int,
+        *,
+        isr: bool = False,
+        refresh: bool = False,
+        timeout: float | None = None,
     ) -> str:
-        """Address of the partition's leader (or a random in-sync replica)."""
-        info = self._partition_info(stream, partition, refresh=refresh)
+        """Address of the partition's leader (or a random in-sync replica).
+
+        ``timeout`` bounds the metadata refresh this may need (what is left
+        of the caller's deadline; None: the client's default).
+        """
+        info = self._partition_info(stream, partition, refresh=refresh, timeout=timeout)
+        return self._address_of(info, isr=isr)
+
+    def _address_of(self, info: PartitionInfo, *, isr: bool = False) -> str:
+        stream, partition = info.stream, info.id
         if isr:
             candidates = [b for b in info.isr if b.host]
             if not candidates:
@@ -310,10 +326,12 @@ class Client:
             raise UnavailableError(f"partition {stream}/{partition} has no known leader")
         return self._translate(info.leader.address)
 
-    def _partition_info(self, stream: str, partition: int, *, refresh: bool) -> PartitionInfo:
+    def _partition_info(
+        self, stream: str, partition: int, *, refresh: bool, timeout: float | None = None
+    ) -> PartitionInfo:
         metadata = self._metadata
         if refresh or metadata is None or stream not in metadata.streams:
-            metadata = self._refresh_metadata()
+            metadata = self._refresh_metadata(timeout=timeout)
         info = metadata.stream(stream)
         if partition not in info.partitions:
             raise NoSuchPartitionError(f"stream {stream!r} has no partition {partition}")
@@ -327,8 +345,16 @@ class Client:
         request: _PbMessage,
         response_type: type[_R],
         timeout: float | None = None,
+        *,
+        paused: Callable[[PartitionInfo], _R] | None = None,
     ) -> _R:
-        """Call ``method`` on the partition leader, following leadership changes."""
+        """Call ``method`` on the partition leader, following leadership changes.
+
+        Every step (metadata refreshes included) shares the call's deadline.
+        With ``paused``, a partition that fresh metadata shows paused is
+        answered by ``paused(info)``: a paused partition has no leader that
+        could answer, and waiting for one would only use up the deadline.
+        """
         self._check_open()
         budget = self._timeout if timeout is None else timeout
         deadline = monotonic() + budget
@@ -338,7 +364,13 @@ class Client:
             try:
                 if remaining <= 0:
                     raise DeadlineExceededError(f"{method} did not complete within {budget:.1f}s")
-                address = self._partition_address(stream, partition, refresh=attempt > 0)
+                info = self._partition_info(
+                    stream, partition, refresh=attempt > 0, timeout=remaining
+                )
+                if paused is not None and attempt > 0 and info.paused:
+                    return paused(info)
+                address = self._address_of(info)
+                remaining = deadline - monotonic()
                 return self._unary(address, method, request, response_type, remaining)
             except LiftbridgeError as exc:
                 error = map_rpc_error(method, exc)
@@ -395,8 +427,19 @@ class Client:
     def fetch_partition_metadata(
         self, stream: str, partition: int, *, timeout: float | None = None
     ) -> PartitionInfo:
-        """Fetch one partition's metadata from its leader (includes ``readonly``)."""
+        """Fetch one partition's metadata from its leader (includes ``readonly``).
+
+        A paused partition has no leader to ask (the server refuses with "not
+        the leader" until it is resumed): its entry in the cluster metadata,
+        which says ``paused=True``, is returned instead.
+        """
         request = api_pb2.FetchPartitionMetadataRequest(stream=stream, partition=partition)
+        paused: list[PartitionInfo] = []
+
+        def answer_paused(info: PartitionInfo) -> api_pb2.FetchPartitionMetadataResponse:
+            paused.append(info)
+            return api_pb2.FetchPartitionMetadataResponse()
+
         response = self._call_leader(
             stream,
             partition,
@@ -404,7 +447,10 @@ class Client:
             request,
             api_pb2.FetchPartitionMetadataResponse,
             timeout,
+            paused=answer_paused,
         )
+        if paused:
+            return paused[0]
         metadata = self._metadata
         brokers = {} if metadata is None else {b.id: b for b in metadata.brokers}
         return PartitionInfo.from_proto(response.metadata, stream, brokers)
@@ -689,7 +735,9 @@ class Client:
         for :meth:`subscribe`, applied to each partition.
         """
         self._check_open()
-        metadata = self._refresh_metadata([stream])
+        # One deadline for the lookup and every partition's subscription.
+        deadline = monotonic() + (self._timeout if timeout is None else timeout)
+        metadata = self._refresh_metadata([stream], deadline - monotonic())
         partitions = sorted(metadata.stream(stream).partitions)
         subscriptions: list[Subscription] = []
         try:
@@ -702,7 +750,7 @@ class Client:
                         stop_at=stop_at,
                         read_isr_replica=read_isr_replica,
                         resume=resume,
-                        timeout=timeout,
+                        timeout=deadline - monotonic(),
                     )
                 )
         except BaseException:
@@ -736,10 +784,33 @@ class Client:
 
     # -------------------------------------------------------------- cursors
 
-    def _cursor_partition(self, cursor_id: str, stream: str, partition: int) -> int:
+    def _cursor_call(
+        self,
+        method: str,
+        request: api_pb2.SetCursorRequest | api_pb2.FetchCursorRequest,
+        response_type: type[_R],
+        timeout: float | None,
+    ) -> _R:
+        """Call a cursor RPC on the leader of the ``__cursors`` partition holding it.
+
+        The lookup of that partition and the call share one deadline.
+        """
+        self._check_open()
+        budget = self._timeout if timeout is None else timeout
+        deadline = monotonic() + budget
+        target = self._cursor_partition(
+            request.cursorId, request.stream, request.partition, budget
+        )
+        return self._call_leader(
+            _CURSORS_STREAM, target, method, request, response_type, deadline - monotonic()
+        )
+
+    def _cursor_partition(
+        self, cursor_id: str, stream: str, partition: int, timeout: float
+    ) -> int:
         metadata = self._metadata
         if metadata is None or _CURSORS_STREAM not in metadata.streams:
-            metadata = self._refresh_metadata()
+            metadata = self._refresh_metadata(timeout=timeout)
         count = metadata.partition_count(_CURSORS_STREAM)
         if count == 0:
             raise RpcError(
@@ -757,27 +828,25 @@ class Client:
         *,
         timeout: float | None = None,
     ) -> None:
-        """Store ``offset`` as cursor ``cursor_id``'s position in a partition."""
-        if not cursor_id or not stream:
-            raise InvalidArgumentError("cursor_id and stream must not be empty")
-        target = self._cursor_partition(cursor_id, stream, partition)
-        request = api_pb2.SetCursorRequest(
-            stream=stream, partition=partition, cursorId=cursor_id, offset=offset
-        )
-        self._call_leader(
-            _CURSORS_STREAM, target, "SetCursor", request, api_pb2.SetCursorResponse, timeout
-        )
+        """Store ``offset`` as cursor ``cursor_id``'s position in a partition.
+
+        ``offset`` is -1 or more; -1 clears the position (:meth:`fetch_cursor`
+        then answers -1, as for a cursor never set).
+
+        Raises:
+            InvalidArgumentError: an empty id or stream, a negative partition,
+                an offset below -1 (refused before anything is sent).
+        """
+        request = cursor_request(cursor_id, stream, partition, offset)
+        self._cursor_call("SetCursor", request, api_pb2.SetCursorResponse, timeout)
 
     def fetch_cursor(
         self, cursor_id: str, stream: str, partition: int, *, timeout: float | None = None
     ) -> int:
         """Return cursor ``cursor_id``'s stored offset in a partition, -1 when none."""
-        if not cursor_id or not stream:
-            raise InvalidArgumentError("cursor_id and stream must not be empty")
-        target = self._cursor_partition(cursor_id, stream, partition)
-        request = api_pb2.FetchCursorRequest(stream=stream, partition=partition, cursorId=cursor_id)
-        response = self._call_leader(
-            _CURSORS_STREAM, target, "FetchCursor", request, api_pb2.FetchCursorResponse, timeout
+        request = cursor_request(cursor_id, stream, partition)
+        response = self._cursor_call(
+            "FetchCursor", request, api_pb2.FetchCursorResponse, timeout
         )
         return int(response.offset)
 
