@@ -24,6 +24,7 @@ from typing import Union
 
 from google.protobuf.internal import api_implementation
 
+from ._decode import parse
 from ._pb import api_pb2
 from ._requests import (
     _INT32_MAX,
@@ -193,8 +194,8 @@ def _read_wire(data: bytes) -> Answer | None:
 
 
 def _read_protobuf(data: bytes) -> Answer:
-    """Any PublishResponse, through protobuf (raises DecodeError for bad bytes)."""
-    response = api_pb2.PublishResponse.FromString(data)
+    """Any PublishResponse, through protobuf (ProtocolError for bad bytes)."""
+    response = parse(api_pb2.PublishResponse, data)
     ack = response.ack
     return correlation_id_of(response), ack.offset, ack, publish_response_error(response)
 
@@ -208,8 +209,7 @@ NATIVE_PROTOBUF = api_implementation.Type() != "python"
 _encode = _encode_protobuf if NATIVE_PROTOBUF else _encode_wire
 
 #: Decode one PublishResponse into ``(correlation_id, offset, ack_source, error)``.
-#: Raises ``google.protobuf.message.DecodeError`` for bytes that are no
-#: PublishResponse.
+#: Raises ProtocolError for bytes that are no PublishResponse.
 read_publish_response = _read_protobuf if NATIVE_PROTOBUF else _read_python
 
 
