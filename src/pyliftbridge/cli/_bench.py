@@ -139,7 +139,9 @@ def _bench(args: argparse.Namespace) -> int:
                     f"{args.messages} messages asked for"
                 )
             latencies = None
-            result = report(args, timing, meter, None, partitions=None, stream=args.stream)
+            result = report(
+                args, timing, meter, None, partitions=timing.partitions, stream=args.stream
+            )
         else:
             latencies = None if args.ack_policy is AckPolicy.NONE else histogram
             result, timing = _publish_run(args, connect, latencies)
@@ -164,10 +166,8 @@ def _publish_run(
     temporary = args.stream is None
     stream = args.stream or f"bench-{uuid.uuid4().hex[:8]}"
     with connect.blocking() as c:
-        try:
+        with contextlib.suppress(StreamExistsError):
             c.create_stream(stream, stream, partitions=args.partitions)
-        except StreamExistsError:
-            pass
         try:
             # An existing stream may hold messages already: check only what follows.
             before = settled_offsets(c, stream, wait_for_stable=False)
@@ -224,6 +224,4 @@ def _lost(
     # A publish that failed (ack timeout...) may or may not have been stored.
     result["lost"] = max(0, meter.done_count - received)
     if result["lost"]:
-        raise CliError(
-            f"{meter.done_count} messages were acked but only {received} were read back"
-        )
+        raise CliError(f"{meter.done_count} messages were acked but only {received} were read back")

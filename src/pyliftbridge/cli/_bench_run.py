@@ -56,13 +56,14 @@ class Timing:
     cpu_seconds: float = 0.0
     sent: int = 0
     total_bytes: int = 0
+    partitions: int | None = None
     rates: list[tuple[float, float]] = field(default_factory=list)
 
 
 @contextmanager
-def _measured(meter: Meter, label: str, plan_total: int | None, plan_seconds: float | None) -> (
-    Iterator[Timing]
-):
+def _measured(
+    meter: Meter, label: str, plan_total: int | None, plan_seconds: float | None
+) -> Iterator[Timing]:
     timing = Timing()
     with ProgressLine(label, total=plan_total, seconds=plan_seconds) as progress:
         sampler = Sampler(meter, progress.update)
@@ -199,14 +200,16 @@ def consume(stream: str, messages: int, meter: Meter, connect: Connect) -> Timin
     if connect.use_asyncio:
         return asyncio.run(_consume_async(stream, messages, meter, connect.asyncio))
     with connect.blocking() as c:
-        c.fetch_metadata([stream])
+        partitions = c.fetch_metadata([stream]).partition_count(stream)
         with _measured(meter, "consuming", messages, None) as timing:
-            with c.subscribe_all(stream, start_at="earliest", stop_at="latest") as subscription:
+            subscription = c.subscribe_all(stream, start_at="earliest", stop_at="latest")
+            with subscription:
                 for message in subscription:
                     timing.total_bytes += len(message.value)
                     meter.count_one()
                     if meter.done_count >= messages:
                         break
+    timing.partitions = partitions
     return timing
 
 
@@ -214,7 +217,7 @@ async def _consume_async(
     stream: str, messages: int, meter: Meter, asyncio_client: Callable[[], AsyncClient]
 ) -> Timing:
     async with asyncio_client() as c:
-        await c.fetch_metadata([stream])
+        partitions = (await c.fetch_metadata([stream])).partition_count(stream)
         with _measured(meter, "consuming", messages, None) as timing:
             subscription = await c.subscribe_all(stream, start_at="earliest", stop_at="latest")
             async with subscription:
@@ -223,6 +226,7 @@ async def _consume_async(
                     meter.count_one()
                     if meter.done_count >= messages:
                         break
+    timing.partitions = partitions
     return timing
 
 

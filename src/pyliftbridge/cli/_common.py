@@ -176,7 +176,8 @@ def add_connection_options(
         "-b",
         metavar="HOST:PORT[,...]",
         default=os.environ.get(BROKERS_ENV) or None,
-        help=brokers_help or f"brokers to connect to (default: ${BROKERS_ENV} or {DEFAULT_BROKERS})",
+        help=brokers_help
+        or f"brokers to connect to (default: ${BROKERS_ENV} or {DEFAULT_BROKERS})",
     )
     group.add_argument("--tls", action="store_true", help="use TLS (implied by --ca/--cert)")
     group.add_argument("--ca", metavar="FILE", help="CA certificates (PEM) to verify brokers with")

@@ -105,7 +105,7 @@ class Meter:
         """A done-callback for a publish future sent at ``sent_ns``."""
 
         def on_done(future: Future[Any]) -> None:
-            error = None if not future.cancelled() else _Cancelled()
+            error: BaseException | None = _Cancelled() if future.cancelled() else None
             if error is None:
                 error = future.exception()
             self.done(sent_ns, error)

@@ -35,11 +35,13 @@ def plot(
     ax = axes[0]
     if rates:
         times, values = zip(*rates)
-        ax.plot(times, values, marker=".", linewidth=1)
+        # Each rate holds for the interval that ends at its time.
+        ax.step([0.0, *times], [values[0], *values], where="pre", linewidth=1)
     ax.axhline(result["messages_per_second"], linestyle="--", linewidth=1, color="gray")
     ax.set_title(f"throughput (mean {result['messages_per_second']:,.0f} msg/s)", fontsize=10)
     ax.set_xlabel("seconds")
     ax.set_ylabel("messages per second")
+    ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
 
