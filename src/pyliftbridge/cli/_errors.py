@@ -2,7 +2,8 @@
 
 * 0: success (and a tail ended with Ctrl-C);
 * 1: a Liftbridge or connection error, a failed check, a missing extra package;
-* 2: a usage error (argparse's own, or :class:`UsageError`).
+* 2: a usage error (argparse's own, :class:`UsageError`, or an argument the
+  client library refused before sending anything).
 
 Without ``--debug`` no traceback is shown for an expected failure; with it the
 full traceback follows the line.
@@ -18,7 +19,7 @@ import traceback
 from types import ModuleType
 from typing import Callable
 
-from ..errors import LiftbridgeError
+from ..errors import InvalidArgumentError, LiftbridgeError
 
 __all__ = [
     "EXIT_ERROR",
@@ -96,7 +97,16 @@ def run_command(
         if debug:
             traceback.print_exc()
         sys.stderr.write(f"{prog}: error: {describe(exc)}\n")
-        return exc.exit_code if isinstance(exc, CliError) else EXIT_ERROR
+        return _exit_code(exc)
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, CliError):
+        return exc.exit_code
+    if isinstance(exc, InvalidArgumentError) and exc.status is None:
+        # Refused by the client before anything was sent: the arguments are wrong.
+        return EXIT_USAGE
+    return EXIT_ERROR
 
 
 def _silence_stdout() -> None:

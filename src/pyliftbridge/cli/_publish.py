@@ -27,7 +27,14 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("stream")
     p.add_argument("value", nargs="?", default="-", help="the message (default '-': stdin lines)")
-    p.add_argument("--key", "-k", help="message key")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--key", "-k", help="message key")
+    keys.add_argument(
+        "--key-separator",
+        "-K",
+        metavar="SEP",
+        help="stdin lines are KEY<SEP>VALUE (a line without SEP has no key)",
+    )
     p.add_argument(
         "--header",
         "-H",
@@ -52,12 +59,21 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_publish)
 
 
-def _values(value: str) -> Iterator[bytes]:
-    if value != "-":
-        yield value.encode()
+def _messages(args: argparse.Namespace) -> Iterator[tuple[bytes | None, bytes]]:
+    """(key, value) of each message to send."""
+    key = None if args.key is None else args.key.encode()
+    if args.value != "-":
+        yield key, args.value.encode()
         return
+    separator = None if args.key_separator is None else args.key_separator.encode()
     for line in sys.stdin.buffer:
-        yield line[:-1] if line.endswith(b"\n") else line
+        value = line[:-1] if line.endswith(b"\n") else line
+        if separator is not None:
+            head, sep, tail = value.partition(separator)
+            if sep:
+                yield head, tail
+                continue
+        yield key, value
 
 
 def _report(future: Future[Ack | None], quiet: bool) -> LiftbridgeError | None:
@@ -79,12 +95,12 @@ def _publish(args: argparse.Namespace) -> int:
     failures: list[LiftbridgeError] = []
     pending: deque[Future[Ack | None]] = deque()
     with client(args) as c:
-        for value in _values(args.value):
+        for key, value in _messages(args):
             pending.append(
                 c.publish_async(
                     args.stream,
                     value,
-                    key=args.key,
+                    key=key,
                     headers=headers,
                     partition=args.partition,
                     partitioner=partitioner,
