@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+
 @dataclass
 class Result:
     """What a command run produced."""

@@ -9,6 +9,7 @@ import pytest
 
 from ._runner import Cli
 
+
 @pytest.fixture(scope="module")
 def cli(liftbridge: Any) -> Cli:
     """The command line, pointed at the shared Liftbridge server."""

@@ -94,7 +94,9 @@ def test_single_value_partitions_and_positions(cli: Cli, stream: str) -> None:
     assert [line.split()[1] for line in keyed.lines()] == [str(p) for p in expected]
 
     every = _json_lines(
-        cli.ok("subscribe", stream, "-a", "--from", "earliest", "--to", "latest", "-f", "json").stdout
+        cli.ok(
+            "subscribe", stream, "-a", "--from", "earliest", "--to", "latest", "-f", "json"
+        ).stdout
     )
     assert sorted(str(r["value"]) for r in every) == sorted([*keys, "to-two"])
     for record in every:
@@ -122,7 +124,7 @@ def test_ctrl_c_ends_a_tail_cleanly(cli: Cli, stream: str) -> None:
         line = tail.stdout.readline()
         assert line.decode().rstrip().endswith("seen by the tail")
         tail.send_signal(signal.SIGINT)
-        out, err = tail.communicate(timeout=20)
+        _out, err = tail.communicate(timeout=20)
     finally:
         if tail.poll() is None:
             tail.kill()

@@ -18,9 +18,9 @@ import contextlib
 import functools
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import AckPolicy, Client, StreamExistsError
+from .. import AckPolicy, StreamExistsError
 from ._bench_report import print_text, report, write_csv, write_json
 from ._bench_run import Connect, Plan, Timing, consume, publish, read_back, settled_offsets
 from ._common import (
@@ -36,6 +36,9 @@ from ._common import (
 from ._errors import CliError, UsageError, require
 from ._measure import LatencyHistogram, Meter
 from ._workload import HEADER_SIZE, Workload
+
+if TYPE_CHECKING:
+    from .. import Client
 
 __all__ = ["register"]
 

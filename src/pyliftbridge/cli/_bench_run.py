@@ -9,18 +9,20 @@ ack is in (``flush``).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .. import AckPolicy, AsyncClient, Client, LiftbridgeError, Message
+from .. import AckPolicy, LiftbridgeError, Message
 from ._measure import Meter, Sampler
 from ._progress import ProgressLine
 from ._workload import Workload
+
+if TYPE_CHECKING:
+    from .. import AsyncClient, Client
 
 __all__ = ["Connect", "Plan", "Timing", "consume", "publish", "read_back", "settled_offsets"]
 
@@ -155,6 +157,8 @@ async def _async_publisher(
 def publish(plan: Plan, meter: Meter, connect: Connect) -> Timing:
     """Run the publish phase."""
     if connect.use_asyncio:
+        import asyncio  # only here: the blocking commands never load it
+
         return asyncio.run(_publish_async(plan, meter, connect.asyncio))
     shares = _shares(plan)
     with connect.blocking() as c:
@@ -183,6 +187,8 @@ async def _publish_async(
         await c.fetch_metadata([plan.stream])
         with _measured(meter, "publishing", plan.messages, plan.seconds) as timing:
             deadline = None if plan.seconds is None else time.perf_counter() + plan.seconds
+            import asyncio
+
             sent = await asyncio.gather(
                 *(
                     _async_publisher(c, plan, meter, pub, share, deadline)
@@ -198,6 +204,8 @@ async def _publish_async(
 def consume(stream: str, messages: int, meter: Meter, connect: Connect) -> Timing:
     """Read ``messages`` messages from the start of every partition of ``stream``."""
     if connect.use_asyncio:
+        import asyncio
+
         return asyncio.run(_consume_async(stream, messages, meter, connect.asyncio))
     with connect.blocking() as c:
         partitions = c.fetch_metadata([stream]).partition_count(stream)

@@ -12,9 +12,12 @@ import os
 import re
 import sys
 from datetime import datetime, timedelta
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-from .. import AckPolicy, AsyncClient, Client, TLSConfig
+from .. import AckPolicy, TLSConfig
+
+if TYPE_CHECKING:
+    from .. import AsyncClient, Client
 
 __all__ = [
     "BROKERS_ENV",
@@ -211,6 +214,8 @@ def tls_of(args: argparse.Namespace) -> TLSConfig | None:
 
 def client(args: argparse.Namespace, brokers: list[str] | None = None, **options: object) -> Client:
     """A blocking client for the command's connection options."""
+    from .. import Client
+
     return Client(
         brokers or brokers_of(args),
         tls=tls_of(args),
@@ -224,6 +229,8 @@ def async_client(
     args: argparse.Namespace, brokers: list[str] | None = None, **options: object
 ) -> AsyncClient:
     """An asyncio client for the command's connection options."""
+    from .. import AsyncClient
+
     return AsyncClient(
         brokers or brokers_of(args),
         tls=tls_of(args),
