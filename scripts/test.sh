@@ -5,8 +5,9 @@
 #
 # Set-up (idempotent, skipped when already done):
 #   * PyPy 3 and its venv module from apt when `pypy3` is missing (needs root);
-#   * .venv      (CPython, $PYTHON or python3) with `pip install -e '.[dev]'`;
-#   * .venv-pypy (PyPy)                        with `pip install -e '.[test]'`;
+#   * .venv      (CPython, $PYTHON or python3) with `pip install -e '.[dev,cli]'`;
+#   * .venv-pypy (PyPy)                        with `pip install -e '.[test,cli]'`
+#     (the cli extra leaves matplotlib to CPython, so `bench --plot` is tested there);
 #   * the Liftbridge and NATS servers, found or built from their pinned Go module
 #     versions by `python -m pyliftbridge.testing install` (needs Go the first time).
 # Checks, each run even when an earlier one failed, so the report is complete:
@@ -167,10 +168,10 @@ run_pytest() {
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     setup "set-up: PyPy" ensure_pypy
 fi
-setup "set-up: CPython venv (.venv, .[dev])" make_venv "$python" .venv dev python3-venv
+setup "set-up: CPython venv (.venv, .[dev,cli])" make_venv "$python" .venv dev,cli python3-venv
 setup "set-up: Liftbridge and NATS servers" install_servers
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
-    setup "set-up: PyPy venv (.venv-pypy, .[test])" make_venv "$pypy" .venv-pypy test pypy3-venv
+    setup "set-up: PyPy venv (.venv-pypy, .[test,cli])" make_venv "$pypy" .venv-pypy test,cli pypy3-venv
 fi
 
 if [ "${SETUP_ONLY:-0}" = 1 ]; then
