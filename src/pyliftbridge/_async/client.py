@@ -562,8 +562,11 @@ class AsyncClient:
 
         Raises:
             AckTimeoutError: no ack within ``timeout`` (default ``ack_timeout``).
-            IncorrectOffsetError, ReadonlyPartitionError, NoSuchPartitionError,
-            MessageTooLargeError, EncryptionError: the server refused it.
+            IncorrectOffsetError: ``expected_offset`` did not match.
+            ReadonlyPartitionError: the partition is readonly.
+            NoSuchPartitionError: the stream has no such partition.
+            MessageTooLargeError: the message is too large for the server.
+            EncryptionError: the server could not encrypt the message.
             UnavailableError: the connection broke before the ack arrived.
         """
         # Written at once rather than by the writer: the caller waits anyway,
