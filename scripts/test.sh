@@ -6,7 +6,7 @@
 # Set-up (idempotent, skipped when already done):
 #   * PyPy 3 and its venv module from apt when `pypy3` is missing (needs root);
 #   * .venv      (CPython, $PYTHON or python3) with `pip install -e '.[dev,nats,docs]'`;
-#   * .venv-pypy (PyPy)                        with `pip install -e '.[test]'`;
+#   * .venv-pypy (PyPy)                        with `pip install -e '.[test,nats]'`;
 #   * the Liftbridge and NATS servers, found or built from their pinned Go module
 #     versions by `python -m pyliftbridge.testing install` (needs Go the first time).
 # Checks, each run even when an earlier one failed, so the report is complete:
@@ -169,7 +169,7 @@ fi
 setup "set-up: CPython venv (.venv, .[dev,nats,docs])" make_venv "$python" .venv dev,nats,docs python3-venv
 setup "set-up: Liftbridge and NATS servers" install_servers
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
-    setup "set-up: PyPy venv (.venv-pypy, .[test])" make_venv "$pypy" .venv-pypy test pypy3-venv
+    setup "set-up: PyPy venv (.venv-pypy, .[test,nats])" make_venv "$pypy" .venv-pypy test,nats pypy3-venv
 fi
 
 if [ "${SETUP_ONLY:-0}" = 1 ]; then

@@ -48,14 +48,14 @@ __all__ = [
     "Stream",
 ]
 
-#: python-liftbridge's name for :class:`~pyliftbridge.StreamExistsError`.
 ErrStreamExists = StreamExistsError
-#: python-liftbridge's name for :class:`~pyliftbridge.NoSuchStreamError`.
+"""python-liftbridge's name for `StreamExistsError`."""
 ErrNoSuchStream = NoSuchStreamError
-#: python-liftbridge's name for :class:`~pyliftbridge.ClientClosedError`.
+"""python-liftbridge's name for `NoSuchStreamError`."""
 ErrChannelClosed = ClientClosedError
-#: python-liftbridge's (unreleased) name for :class:`~pyliftbridge.DeadlineExceededError`.
+"""python-liftbridge's name for `ClientClosedError` (the client was closed)."""
 ErrDeadlineExceeded = DeadlineExceededError
+"""python-liftbridge's (unreleased) name for `DeadlineExceededError`."""
 
 
 class StartPosition(enum.IntEnum):
@@ -104,8 +104,8 @@ class Stream:
         self.subscribe_to_partition = subscribe_to_partition
         self.start_position = StartPosition.NEW_ONLY
         self.start_offset = start_offset
-        #: Unix nanoseconds, used with ``StartPosition.TIMESTAMP``.
         self.start_timestamp = start_timestamp
+        """Unix nanoseconds, used with ``StartPosition.TIMESTAMP``."""
 
     def start_at_offset(self, offset: int) -> Stream:
         """Start at message ``offset``."""
