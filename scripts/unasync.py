@@ -44,6 +44,9 @@ RULES = [
     (r"\b__aiter__\b", "__iter__"),
     (r"\b__anext__\b", "__next__"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
+    # The asyncio client returns an Opening (awaitable and an async context
+    # manager); the blocking one returns the resource itself.
+    (r"\b_opening\.Opening\[(\w+)\]", r"\1"),
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncSubscription\b", "Subscription"),
     (r"\bAsyncMergedSubscription\b", "MergedSubscription"),

@@ -47,6 +47,7 @@ from ..errors import (
 )
 from ..models import Ack, AckPolicy, ActivityEvent, Metadata, PartitionInfo
 from ..partitioners import Partitioner, cursors_partition
+from . import _opening
 from ._backend import (
     Event,
     Future,
@@ -607,8 +608,11 @@ class AsyncClient:
 
         Raises:
             AckTimeoutError: no ack within ``timeout`` (default ``ack_timeout``).
-            IncorrectOffsetError, ReadonlyPartitionError, NoSuchPartitionError,
-            MessageTooLargeError, EncryptionError: the server refused it.
+            IncorrectOffsetError: ``expected_offset`` did not match.
+            ReadonlyPartitionError: the partition is readonly.
+            NoSuchPartitionError: the stream has no such partition.
+            MessageTooLargeError: the message is too large for the server.
+            EncryptionError: the server could not encrypt the message.
             UnavailableError: the connection broke before the ack arrived.
         """
         # Written at once rather than by the writer: the caller waits anyway,
@@ -676,7 +680,7 @@ class AsyncClient:
 
     # ------------------------------------------------------------ subscribe
 
-    async def subscribe(
+    def subscribe(
         self,
         stream: str,
         *,
@@ -686,7 +690,7 @@ class AsyncClient:
         read_isr_replica: bool = False,
         resume: bool = False,
         timeout: float | None = None,
-    ) -> AsyncSubscription:
+    ) -> _opening.Opening[AsyncSubscription]:
         """Subscribe to one partition; returns an iterator of messages.
 
         ``start_at``: ``"new"`` (only messages published from now on),
@@ -695,10 +699,36 @@ class AsyncClient:
         ``stop_at``: None (follow forever), ``"latest"``, an offset or a
         ``datetime``; the iteration ends there.
 
+        Use it as ``async with client.subscribe(...) as sub:``, or
+        ``sub = await client.subscribe(...)`` and close it yourself.
+
         Raises:
             NoSuchPartitionError: no such stream or partition.
             UnavailableError: no leader (or in-sync replica) could be reached.
         """
+        return _opening.opening(
+            self._subscribe(
+                stream,
+                partition=partition,
+                start_at=start_at,
+                stop_at=stop_at,
+                read_isr_replica=read_isr_replica,
+                resume=resume,
+                timeout=timeout,
+            )
+        )
+
+    async def _subscribe(
+        self,
+        stream: str,
+        *,
+        partition: int,
+        start_at: StartAt,
+        stop_at: StopAt,
+        read_isr_replica: bool,
+        resume: bool,
+        timeout: float | None,
+    ) -> AsyncSubscription:
         self._check_open()
         request = subscribe_request(
             stream,
@@ -715,7 +745,7 @@ class AsyncClient:
             self._subscriptions.add(subscription)
         return subscription
 
-    async def subscribe_all(
+    def subscribe_all(
         self,
         stream: str,
         *,
@@ -725,13 +755,37 @@ class AsyncClient:
         resume: bool = False,
         buffer: int = 1024,
         timeout: float | None = None,
-    ) -> AsyncMergedSubscription:
+    ) -> _opening.Opening[AsyncMergedSubscription]:
         """Subscribe to every partition of a stream; one iterator of all their messages.
 
         Order holds within each partition. ``buffer`` bounds the messages
-        held unread (backpressure applies beyond it). Other arguments are as
-        for :meth:`subscribe`, applied to each partition.
+        held unread (backpressure applies beyond it). Other arguments, and
+        the ways to use the result, are as for :meth:`subscribe`, applied to
+        each partition.
         """
+        return _opening.opening(
+            self._subscribe_all(
+                stream,
+                start_at=start_at,
+                stop_at=stop_at,
+                read_isr_replica=read_isr_replica,
+                resume=resume,
+                buffer=buffer,
+                timeout=timeout,
+            )
+        )
+
+    async def _subscribe_all(
+        self,
+        stream: str,
+        *,
+        start_at: StartAt,
+        stop_at: StopAt,
+        read_isr_replica: bool,
+        resume: bool,
+        buffer: int,
+        timeout: float | None,
+    ) -> AsyncMergedSubscription:
         self._check_open()
         # One deadline for the lookup and every partition's subscription.
         deadline = monotonic() + (self._timeout if timeout is None else timeout)
@@ -741,7 +795,7 @@ class AsyncClient:
         try:
             for partition in partitions:
                 subscriptions.append(
-                    await self.subscribe(
+                    await self._subscribe(
                         stream,
                         partition=partition,
                         start_at=start_at,
@@ -761,13 +815,13 @@ class AsyncClient:
         with self._mutex:
             self._subscriptions.discard(subscription)
 
-    async def activity(
+    def activity(
         self,
         *,
         start_at: StartAt = "earliest",
         deduplicate: bool = True,
         timeout: float | None = None,
-    ) -> AsyncActivityStream:
+    ) -> _opening.Opening[AsyncActivityStream]:
         """Follow the cluster's activity stream (stream created, deleted, paused...).
 
         Needs ``activity.stream.enabled`` on the server. The server publishes
@@ -775,9 +829,23 @@ class AsyncClient:
         out (a Raft timeout, a new metadata leader) it publishes the same event
         again, with the same :attr:`ActivityEvent.id`. With ``deduplicate``
         (the default) the iterator drops every event whose id is not greater
-        than the last one it yielded, so each change is seen once.
+        than the last one it yielded, so each change is seen once. The result
+        is used as that of :meth:`subscribe`.
         """
-        subscription = await self.subscribe(_ACTIVITY_STREAM, start_at=start_at, timeout=timeout)
+        return _opening.opening(self._activity(start_at, deduplicate, timeout))
+
+    async def _activity(
+        self, start_at: StartAt, deduplicate: bool, timeout: float | None
+    ) -> AsyncActivityStream:
+        subscription = await self._subscribe(
+            _ACTIVITY_STREAM,
+            partition=0,
+            start_at=start_at,
+            stop_at=None,
+            read_isr_replica=False,
+            resume=False,
+            timeout=timeout,
+        )
         return AsyncActivityStream(subscription, deduplicate=deduplicate)
 
     # -------------------------------------------------------------- cursors

@@ -49,6 +49,7 @@ from ..errors import (
 )
 from ..models import Ack, AckPolicy, ActivityEvent, Metadata, PartitionInfo
 from ..partitioners import Partitioner, cursors_partition
+from . import _opening
 from ._backend import (
     Event,
     Future,
@@ -609,8 +610,11 @@ class Client:
 
         Raises:
             AckTimeoutError: no ack within ``timeout`` (default ``ack_timeout``).
-            IncorrectOffsetError, ReadonlyPartitionError, NoSuchPartitionError,
-            MessageTooLargeError, EncryptionError: the server refused it.
+            IncorrectOffsetError: ``expected_offset`` did not match.
+            ReadonlyPartitionError: the partition is readonly.
+            NoSuchPartitionError: the stream has no such partition.
+            MessageTooLargeError: the message is too large for the server.
+            EncryptionError: the server could not encrypt the message.
             UnavailableError: the connection broke before the ack arrived.
         """
         # Written at once rather than by the writer: the caller waits anyway,
@@ -697,10 +701,36 @@ class Client:
         ``stop_at``: None (follow forever), ``"latest"``, an offset or a
         ``datetime``; the iteration ends there.
 
+        Use it as ``with client.subscribe(...) as sub:``, or
+        ``sub = client.subscribe(...)`` and close it yourself.
+
         Raises:
             NoSuchPartitionError: no such stream or partition.
             UnavailableError: no leader (or in-sync replica) could be reached.
         """
+        return _opening.opening(
+            self._subscribe(
+                stream,
+                partition=partition,
+                start_at=start_at,
+                stop_at=stop_at,
+                read_isr_replica=read_isr_replica,
+                resume=resume,
+                timeout=timeout,
+            )
+        )
+
+    def _subscribe(
+        self,
+        stream: str,
+        *,
+        partition: int,
+        start_at: StartAt,
+        stop_at: StopAt,
+        read_isr_replica: bool,
+        resume: bool,
+        timeout: float | None,
+    ) -> Subscription:
         self._check_open()
         request = subscribe_request(
             stream,
@@ -731,9 +761,33 @@ class Client:
         """Subscribe to every partition of a stream; one iterator of all their messages.
 
         Order holds within each partition. ``buffer`` bounds the messages
-        held unread (backpressure applies beyond it). Other arguments are as
-        for :meth:`subscribe`, applied to each partition.
+        held unread (backpressure applies beyond it). Other arguments, and
+        the ways to use the result, are as for :meth:`subscribe`, applied to
+        each partition.
         """
+        return _opening.opening(
+            self._subscribe_all(
+                stream,
+                start_at=start_at,
+                stop_at=stop_at,
+                read_isr_replica=read_isr_replica,
+                resume=resume,
+                buffer=buffer,
+                timeout=timeout,
+            )
+        )
+
+    def _subscribe_all(
+        self,
+        stream: str,
+        *,
+        start_at: StartAt,
+        stop_at: StopAt,
+        read_isr_replica: bool,
+        resume: bool,
+        buffer: int,
+        timeout: float | None,
+    ) -> MergedSubscription:
         self._check_open()
         # One deadline for the lookup and every partition's subscription.
         deadline = monotonic() + (self._timeout if timeout is None else timeout)
@@ -743,7 +797,7 @@ class Client:
         try:
             for partition in partitions:
                 subscriptions.append(
-                    self.subscribe(
+                    self._subscribe(
                         stream,
                         partition=partition,
                         start_at=start_at,
@@ -777,9 +831,23 @@ class Client:
         out (a Raft timeout, a new metadata leader) it publishes the same event
         again, with the same :attr:`ActivityEvent.id`. With ``deduplicate``
         (the default) the iterator drops every event whose id is not greater
-        than the last one it yielded, so each change is seen once.
+        than the last one it yielded, so each change is seen once. The result
+        is used as that of :meth:`subscribe`.
         """
-        subscription = self.subscribe(_ACTIVITY_STREAM, start_at=start_at, timeout=timeout)
+        return _opening.opening(self._activity(start_at, deduplicate, timeout))
+
+    def _activity(
+        self, start_at: StartAt, deduplicate: bool, timeout: float | None
+    ) -> ActivityStream:
+        subscription = self._subscribe(
+            _ACTIVITY_STREAM,
+            partition=0,
+            start_at=start_at,
+            stop_at=None,
+            read_isr_replica=False,
+            resume=False,
+            timeout=timeout,
+        )
         return ActivityStream(subscription, deduplicate=deduplicate)
 
     # -------------------------------------------------------------- cursors

@@ -257,6 +257,32 @@ def test_start_positions(liftbridge, name):
             assert (message.offset, message.value) == (5, b"fresh")
 
 
+def test_subscribe_with_and_without_await(liftbridge, name):
+    # Both spellings: the result of subscribe() is a context manager as it
+    # is (httpx/aiokafka style), and awaiting it first keeps working.
+    with Client(liftbridge.address) as client:
+        client.create_stream(f"{name}.subj", name)
+        for i in range(3):
+            client.publish(name, b"%d" % i)
+        with client.subscribe(name, start_at="earliest") as sub:
+            assert [m.value for m in take(sub, 3)] == [b"0", b"1", b"2"]
+        # Leaving the block closed it: iteration ends at once.
+        assert drain(sub) == []
+        with client.subscribe(name, start_at="earliest", stop_at=1) as sub:
+            assert [m.offset for m in drain(sub)] == [0, 1]
+        sub = client.subscribe(name, start_at="latest", stop_at="latest")
+        try:
+            assert [m.offset for m in drain(sub)] == [2]
+        finally:
+            sub.close()
+        with pytest.raises(NoSuchPartitionError):
+            with client.subscribe(name, partition=5):
+                pass
+        with pytest.raises(NoSuchStreamError):
+            with client.subscribe_all(f"{name}-missing"):
+                pass
+
+
 def test_stop_positions(liftbridge, name):
     with Client(liftbridge.address) as client:
         client.create_stream(f"{name}.subj", name)
