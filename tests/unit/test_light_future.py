@@ -110,3 +110,31 @@ def test_correlation_ids_are_unique_across_threads_and_generators() -> None:
     assert len(set(seen)) == 8000
     assert all(i.startswith(ids.prefix) for i in seen)
     assert CorrelationIds().prefix != ids.prefix
+
+
+@pytest.mark.parametrize("make", [concurrent.futures.Future, LightFuture])
+def test_callbacks_added_before_resolution_run_once_in_order_and_survive_errors(
+    make: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = make()
+    seen: list[object] = []
+    f.add_done_callback(lambda fut: seen.append(("first", fut.result())))
+    f.add_done_callback(lambda fut: 1 / 0)
+    f.add_done_callback(lambda fut: seen.append(("third", fut.exception())))
+    assert seen == []
+    f.set_result(7)
+    assert seen == [("first", 7), ("third", None)]
+    assert "exception calling callback" in caplog.text
+    g = make()
+    g.add_done_callback(lambda fut: seen.append(type(fut.exception()).__name__))
+    g.set_exception(KeyError("k"))
+    assert seen[-1] == "KeyError"
+    assert g.cancelled() is False and f.cancelled() is False
+
+
+def test_light_future_stays_without_condition_for_callbacks_and_reads() -> None:
+    f = LightFuture()
+    f.add_done_callback(lambda fut: None)
+    f.set_result(1)
+    assert f.result() == 1 and f.exception() is None and not f.cancelled()
+    assert f._cond is None  # the point of it: nothing waited, so no Condition was made

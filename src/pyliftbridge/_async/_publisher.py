@@ -18,10 +18,11 @@ from .._publish_codec import read_publish_response
 from ..errors import (
     AckTimeoutError,
     LiftbridgeError,
+    NoSuchPartitionError,
     UnavailableError,
 )
 from ..models import Ack
-from ._backend import Future, Lock, Mutex
+from ._backend import Future, Lock, Mutex, monotonic
 from ._connection import AsyncCall
 
 if TYPE_CHECKING:
@@ -34,19 +35,44 @@ log = logging.getLogger("pyliftbridge")
 _PUBLISH_ASYNC = "/proto.API/PublishAsync"
 
 
+#: Times a publish refused with NOT_FOUND is sent again (see ``acks_received``).
+NOT_FOUND_RETRIES = 4
+#: Seconds before the first of them; each further one waits twice as long.
+NOT_FOUND_BACKOFF = 0.05
+
+
 class PendingPublish:
     """A publish waiting for its ack."""
 
-    __slots__ = ("correlation_id", "deadline", "future", "partition", "stream")
+    __slots__ = (
+        "correlation_id",
+        "deadline",
+        "future",
+        "partition",
+        "payload",
+        "retries",
+        "retry_at",
+        "stream",
+    )
 
     def __init__(
-        self, future: Future[Any], stream: str, partition: int, correlation_id: str, deadline: float
+        self,
+        future: Future[Any],
+        stream: str,
+        partition: int,
+        correlation_id: str,
+        deadline: float,
+        payload: bytes,
     ) -> None:
         self.future = future
         self.stream = stream
         self.partition = partition
         self.correlation_id = correlation_id
         self.deadline = deadline
+        #: The serialized request, kept for a resend after NOT_FOUND.
+        self.payload = payload
+        self.retries = 0
+        self.retry_at = 0.0
 
 
 class PublishStream:
@@ -57,13 +83,15 @@ class PublishStream:
         self.address = address
         self._call: AsyncCall | None = None
         self._pending: dict[str, PendingPublish] = {}
+        #: Publishes refused with NOT_FOUND, waiting to be sent again.
+        self._retrying: list[PendingPublish] = []
         self._mutex = Mutex()
         self._open_lock = Lock()
 
     def pending_futures(self) -> list[Future[Any]]:
         """Futures of every pending publish."""
         with self._mutex:
-            return [p.future for p in self._pending.values()]
+            return [p.future for p in (*self._pending.values(), *self._retrying)]
 
     async def _ensure_call(self) -> AsyncCall:
         call = self._call
@@ -115,16 +143,34 @@ class PublishStream:
             return
 
     def acks_received(self, payloads: list[bytes]) -> None:
-        """Resolve the publishes that ``payloads`` (PublishResponses) answer."""
+        """Resolve the publishes that ``payloads`` (PublishResponses) answer.
+
+        A broker answers NOT_FOUND for a stream whose creation it has not
+        applied yet (a publish right after ``create_stream`` on a cluster can
+        reach such a broker). The message was refused before anything was
+        written, so it is sent again a few times, backing off, within its
+        ack timeout; a stream that really does not exist fails after that.
+        Only while nothing later to the same partition is in flight, though:
+        a later message stored first would break the partition's order, so
+        then the refusal is the caller's to handle.
+        """
         answers = [read_publish_response(data) for data in payloads]
         answered = []
+        retry = []
         with self._mutex:
             pop = self._pending.pop
             for answer in answers:
                 # None: timed out already, or an ack for another client's inbox.
                 pending = pop(answer[0], None)
-                if pending is not None:
+                if pending is None:
+                    continue
+                if type(answer[3]) is NoSuchPartitionError and self._may_retry(pending):
+                    retry.append(pending)
+                else:
                     answered.append((pending, answer))
+            self._retrying.extend(retry)
+        if retry:
+            self._owner.wake_for_retries()
         resolve = self._owner.resolve
         for pending, (cid, offset, source, error) in answered:
             if error is None:
@@ -133,6 +179,37 @@ class PublishStream:
                 resolve(pending, None, error)
         self._owner.release_slots(len(answered))
 
+    def _may_retry(self, pending: PendingPublish) -> bool:
+        # Called with the mutex held.
+        if pending.retries >= NOT_FOUND_RETRIES:
+            return False
+        retry_at = monotonic() + NOT_FOUND_BACKOFF * 2**pending.retries
+        if retry_at >= pending.deadline:
+            return False
+        stream, partition = pending.stream, pending.partition
+        for other in self._pending.values():
+            if other.partition == partition and other.stream == stream:
+                return False
+        pending.retries += 1
+        pending.retry_at = retry_at
+        return True
+
+    async def resend_due(self, now: float) -> float | None:
+        """Send again the refused publishes that are due; return the next one's time."""
+        with self._mutex:
+            due = [p for p in self._retrying if p.retry_at <= now]
+            self._retrying = [p for p in self._retrying if p.retry_at > now]
+            later = min((p.retry_at for p in self._retrying), default=None)
+        failed = 0
+        for pending in due:
+            try:
+                await self.send(pending.payload, pending, write_now=True)
+            except LiftbridgeError as exc:
+                self._owner.resolve(pending, None, exc)
+                failed += 1
+        self._owner.release_slots(failed)
+        return later
+
     def broken(self, call: AsyncCall, error: LiftbridgeError) -> None:
         """Fail every publish pending on ``call``, which has ended."""
         with self._mutex:
@@ -140,6 +217,7 @@ class PublishStream:
                 self._call = None
             lost = list(self._pending.values())
             self._pending.clear()
+            # Publishes waiting for a resend are not on any stream: they stay.
         call.close()
         for pending in lost:
             self._owner.resolve(
@@ -179,8 +257,9 @@ class PublishStream:
     def fail_all(self, error: LiftbridgeError) -> None:
         """Resolve every pending publish with ``error`` and drop the stream."""
         with self._mutex:
-            lost = list(self._pending.values())
+            lost = [*self._pending.values(), *self._retrying]
             self._pending.clear()
+            self._retrying = []
             call, self._call = self._call, None
         for pending in lost:
             self._owner.resolve(pending, None, error)

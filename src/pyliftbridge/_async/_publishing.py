@@ -174,7 +174,7 @@ class AsyncPublishing:
         future: Future[Ack | None] = new_future()
         pending = None
         if ack_policy != AckPolicy.NONE:
-            pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait)
+            pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait, payload)
         tried: set[str] = set()
         try:
             while True:
@@ -234,14 +234,19 @@ class AsyncPublishing:
             except TimeoutError:
                 raise DeadlineExceededError("flush timed out with publishes pending") from None
 
-    def expire(self, now: float) -> float:
-        """Fail publishes whose ack timeout passed; return seconds until the next check."""
+    async def expire(self, now: float) -> float:
+        """Fail publishes whose ack timeout passed, send again those refused with
+        NOT_FOUND that are due; return seconds until the next check."""
         earliest: float | None = None
         for publisher in list(self._streams.values()):
-            due = publisher.expire(now)
-            if due is not None and (earliest is None or due < earliest):
-                earliest = due
+            for due in (publisher.expire(now), await publisher.resend_due(now)):
+                if due is not None and (earliest is None or due < earliest):
+                    earliest = due
         return _EXPIRY_TICK if earliest is None else min(_EXPIRY_TICK, max(0.0, earliest - now))
+
+    def wake_for_retries(self) -> None:
+        """A publish waits to be sent again: have the ack-timeout worker look soon."""
+        self._client._wake_expiry()
 
     def fail_all(self, error: LiftbridgeError) -> None:
         """Fail every pending publish with ``error`` (the client is closing)."""

@@ -146,6 +146,8 @@ class AsyncClient:
         self._publishing = AsyncPublishing(self, ack_timeout, max_inflight_publishes)
         self._workers: list[Worker] = []
         self._wakeup = Event()
+        #: Set when the ack-timeout worker should look before its next tick.
+        self._expiry_due = Event()
         self._closed = False
         self._started = False
 
@@ -173,6 +175,7 @@ class AsyncClient:
             return
         self._closed = True
         self._wakeup.set()
+        self._expiry_due.set()
         self._publishing.fail_all(
             ClientClosedError("the client was closed before the publish was acknowledged")
         )
@@ -410,9 +413,13 @@ class AsyncClient:
 
     async def _ack_timeout_loop(self) -> None:
         while not self._closed:
-            wait = self._publishing.expire(monotonic())
-            if await self._wakeup.wait(wait):
-                return
+            # Cleared first, so a wake-up that comes while expire() runs is kept.
+            self._expiry_due.clear()
+            wait = await self._publishing.expire(monotonic())
+            await self._expiry_due.wait(wait)
+
+    def _wake_expiry(self) -> None:
+        self._expiry_due.set()
 
     # ------------------------------------------------------------ metadata
 

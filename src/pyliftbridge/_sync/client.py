@@ -148,6 +148,8 @@ class Client:
         self._publishing = Publishing(self, ack_timeout, max_inflight_publishes)
         self._workers: list[Worker] = []
         self._wakeup = Event()
+        #: Set when the ack-timeout worker should look before its next tick.
+        self._expiry_due = Event()
         self._closed = False
         self._started = False
 
@@ -175,6 +177,7 @@ class Client:
             return
         self._closed = True
         self._wakeup.set()
+        self._expiry_due.set()
         self._publishing.fail_all(
             ClientClosedError("the client was closed before the publish was acknowledged")
         )
@@ -412,9 +415,13 @@ class Client:
 
     def _ack_timeout_loop(self) -> None:
         while not self._closed:
+            # Cleared first, so a wake-up that comes while expire() runs is kept.
+            self._expiry_due.clear()
             wait = self._publishing.expire(monotonic())
-            if self._wakeup.wait(wait):
-                return
+            self._expiry_due.wait(wait)
+
+    def _wake_expiry(self) -> None:
+        self._expiry_due.set()
 
     # ------------------------------------------------------------ metadata
 
