@@ -1,7 +1,9 @@
 """Side-by-side publish and consume benchmark: pyliftbridge against the Go client and others.
 
     python benchmarks/compare.py            # the full comparison (~8 minutes)
-    python benchmarks/compare.py --quick    # every contender once, tiny sizes (CI)
+    python benchmarks/compare.py --quick    # every contender once, tiny sizes
+    python benchmarks/compare.py --quick --python .venv/bin/python \
+        --pypy .venv-pypy/bin/python        # the same on the project's venvs (CI)
 
 It starts one Liftbridge node (``pyliftbridge.testing``), builds the Go
 contender (``benchmarks/go``, go-liftbridge at the version pinned in its
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -46,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "benchmarks" / ".build"
 CONTENDERS = ROOT / "benchmarks" / "contenders"
 GO_BINARY = BUILD / "lbbench"
+#: Distinct keys in the partitioned scenario.
+KEYS = 1000
 
 
 def log(text: str) -> None:
@@ -73,14 +78,16 @@ def make_venv(name: str, interpreter: str, packages: Sequence[str]) -> Path | No
     venv = BUILD / name
     python = venv / "bin" / "python"
     stamp = venv / ".stamp"
-    want = " ".join([str((ROOT / "pyproject.toml").stat().st_mtime), *packages])
+    project = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    want = " ".join([project, *packages])
     if python.exists() and stamp.exists() and stamp.read_text() == want:
         return python
     log(f"setting up {venv} ({interpreter}) ...")
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([found, "-m", "venv", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--prefer-binary"]
-    subprocess.run([*pip, "-e", str(ROOT), *packages], check=True)
+    # The cli extra: pyliftbridge's rows are `pyliftbridge bench` runs.
+    subprocess.run([*pip, "-e", f"{ROOT}[cli]", *packages], check=True)
     stamp.write_text(want)
     return python
 
@@ -95,48 +102,70 @@ class Contender:
     name: str
     argv: list[str]
     scenarios: set[str]
+    #: "go", "bench" (``pyliftbridge bench``) or "python" (benchmarks/contenders/).
+    kind: str = "python"
 
     def command(self, settings: dict[str, Any]) -> list[str]:
+        if self.kind == "bench":
+            return [*self.argv, *_bench_flags(settings)]
+        dash = "-" if self.kind == "go" else "--"
         args = [*self.argv]
         for key, value in settings.items():
-            flag = "--" + key.replace("_", "-")
-            if self.argv[0] == str(GO_BINARY):
-                flag = "-" + key.replace("_", "-")
-            args += [flag, str(value)]
+            args += [dash + key.replace("_", "-"), str(value)]
         return args
+
+
+def _bench_flags(settings: dict[str, Any]) -> list[str]:
+    """The same run as ``pyliftbridge bench`` options (the CLI's own measuring code)."""
+    mode = settings["mode"]
+    flags = ["--json", "--mode", "consume" if mode == "consume" else "publish"]
+    if mode == "sync":
+        flags.append("--sync")
+    if mode != "consume":
+        flags.append("--no-verify")  # the Go row does not read back either
+    for key in ("brokers", "stream", "messages", "size", "window", "ack_policy"):
+        flags += ["--" + key.replace("_", "-"), str(settings[key])]
+    if settings["partitions"] > 1:
+        flags += ["--partitions", str(settings["partitions"]), "--key-partitioner"]
+        flags += ["--keys", str(settings.get("keys", KEYS))]
+    return flags
 
 
 def contenders(cpython: Path | None, pypy: Path | None, grpcio: bool) -> list[Contender]:
     every = {"publish", "sync", "consume", "sizes", "partitions", "ack-all"}
-    out = [Contender("go-liftbridge", [str(GO_BINARY)], every)]
-    runner = str(CONTENDERS / "py_pyliftbridge.py")
+    out = [Contender("go-liftbridge", [str(GO_BINARY)], every, kind="go")]
     for python, label in ((cpython, "CPython"), (pypy, "PyPy")):
         if python is None:
             continue
-        out.append(Contender(f"Client, {label}", [str(python), runner, "--client", "sync"], every))
+        bench = [str(python), "-m", "pyliftbridge", "bench"]
+        out.append(Contender(f"Client, {label}", [*bench, "--client", "sync"], every, "bench"))
         out.append(
             Contender(
                 f"AsyncClient, {label}",
-                [str(python), runner, "--client", "async"],
+                [*bench, "--client", "async"],
                 every - {"sync"} if label == "PyPy" else every,
+                "bench",
             )
         )
     if cpython is not None and grpcio:
-        out.append(
-            Contender(
-                "gufo-liftbridge (grpcio)",
-                [str(cpython), str(CONTENDERS / "gufo_contender.py")],
-                {"publish", "consume"},
+        for name, script, module in (
+            ("gufo-liftbridge (grpcio)", "gufo_contender.py", "gufo.liftbridge"),
+            ("bare grpcio pipeline", "grpcio_contender.py", "grpc"),
+        ):
+            if not _importable(cpython, module):
+                log(f"{name}: {module} is not installed for {cpython}; its rows are skipped")
+                continue
+            out.append(
+                Contender(name, [str(cpython), str(CONTENDERS / script)], {"publish", "consume"})
             )
-        )
-        out.append(
-            Contender(
-                "bare grpcio pipeline",
-                [str(cpython), str(CONTENDERS / "grpcio_contender.py")],
-                {"publish", "consume"},
-            )
-        )
     return out
+
+
+def _importable(python: Path, module: str) -> bool:
+    probe = subprocess.run(
+        [str(python), "-c", f"import {module}"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
 
 
 # -- measuring --------------------------------------------------------------------
@@ -187,6 +216,7 @@ def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
     """(scenario, label, settings) in the order they run."""
     n = 2000 if quick else 100_000
     base = {"messages": n, "size": 256, "window": 1024, "ack_policy": "leader", "partitions": 1}
+    keyed = {"partitions": 4, "keys": KEYS}
     out = [
         ("publish", "publish 256 B pipelined", {**base, "mode": "publish"}),
         (
@@ -205,16 +235,14 @@ def scenarios(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
                 {**base, "mode": "publish", "size": size, "messages": count},
             )
         )
-    out.append(
-        ("partitions", "publish, 4 partitions by key", {**base, "mode": "publish", "partitions": 4})
-    )
+    out.append(("partitions", "publish, 4 partitions by key", {**base, "mode": "publish", **keyed}))
     out.append(("ack-all", "publish, ack ALL", {**base, "mode": "publish", "ack_policy": "all"}))
     return out
 
 
 def fill_stream(address: str, stream: str, messages: int, pids: list[int]) -> None:
     log(f"filling {stream} with {messages} messages for the consumers ...")
-    command = Contender("go", [str(GO_BINARY)], set()).command(
+    command = Contender("go", [str(GO_BINARY)], set(), kind="go").command(
         {"brokers": address, "stream": stream, "mode": "publish", "messages": messages, "size": 256}
     )
     run_one(command, pids, 300)
@@ -286,14 +314,17 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                 res = [r.result for r in ok]
                 n = [x["messages"] for x in res]
                 row["msgs_per_s"] = statistics.median(x["messages_per_second"] for x in res)
-                row["mb_per_s"] = statistics.median(x["mb_per_second"] for x in res)
+                # From the counts, not each contender's own unit (MB or MiB).
+                row["mb_per_s"] = statistics.median(
+                    x["messages"] * x["message_size"] / x["duration"] / 1e6 for x in res
+                )
                 row["client_us_per_msg"] = statistics.median(
                     x["cpu_seconds"] / m * 1e6 for x, m in zip(res, n)
                 )
                 row["server_us_per_msg"] = statistics.median(
                     r.server_cpu_seconds / m * 1e6 for r, m in zip(ok, n)
                 )
-                p50 = [x.get("latency_ms", {}).get("p50", 0.0) for x in res]
+                p50 = [(x.get("latency_ms") or {}).get("p50", 0.0) for x in res]
                 row["p50_ms"] = statistics.median(p50)
                 ratios = [
                     r.result["messages_per_second"] / go[r.round].result["messages_per_second"]
@@ -337,6 +368,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per run")
     parser.add_argument("--no-pypy", action="store_true", help="leave PyPy out")
     parser.add_argument(
+        "--python",
+        type=Path,
+        help="CPython with pyliftbridge[cli] to use instead of making "
+        "benchmarks/.build/venv-cpython (gufo-liftbridge and grpcio rows run only where "
+        "they are installed)",
+    )
+    parser.add_argument(
+        "--pypy",
+        type=Path,
+        help="PyPy with pyliftbridge[cli] to use instead of making benchmarks/.build/venv-pypy",
+    )
+    parser.add_argument(
         "--no-grpcio",
         action="store_true",
         help="leave gufo-liftbridge and the bare grpcio pipeline out",
@@ -346,8 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     BUILD.mkdir(parents=True, exist_ok=True)
     build_go()
     extra = [] if args.no_grpcio else ["grpcio", "gufo-liftbridge"]
-    args.cpython = make_venv("venv-cpython", sys.executable, extra)
-    args.pypy = None if args.no_pypy else make_venv("venv-pypy", "pypy3", [])
+    args.cpython = args.python or make_venv("venv-cpython", sys.executable, extra)
+    if args.no_pypy:
+        args.pypy = None
+    else:
+        args.pypy = args.pypy or make_venv("venv-pypy", "pypy3", [])
 
     from pyliftbridge.testing import LiftbridgeServer
 

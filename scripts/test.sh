@@ -191,6 +191,17 @@ step "ruff format --check" .venv/bin/ruff format --check . || true
 step "mypy (strict)" .venv/bin/mypy || true
 step "docs: mkdocs build --strict" env NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet \
     --site-dir "$(mktemp -d)" || true
+# The side-by-side benchmark runs (tiny sizes; figures are not checked, only
+# that every contender runs and reports): the Go client built from its pinned
+# module, pyliftbridge's rows through `pyliftbridge bench`, bare grpcio.
+compare_args=(--quick --python .venv/bin/python --json "$(mktemp)")
+if [ "${SKIP_PYPY:-0}" != 1 ]; then
+    compare_args+=(--pypy .venv-pypy/bin/python)
+else
+    compare_args+=(--no-pypy)
+fi
+step "benchmark: compare.py --quick (every contender runs)" \
+    .venv/bin/python benchmarks/compare.py "${compare_args[@]}" || true
 step "pytest on CPython (all tests)" run_pytest .venv || true
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     step "pytest on PyPy (all tests)" run_pytest .venv-pypy || true

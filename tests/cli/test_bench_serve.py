@@ -151,7 +151,8 @@ def test_plot_is_a_png(cli: Cli, tmp_path: Path) -> None:
 
 def test_bench_usage_errors(cli: Cli) -> None:
     assert_one_error_line(cli("bench", "--mode", "consume"), 2, "--stream")
-    assert_one_error_line(cli("bench", "--size", "4"), 2, "--size")
+    assert_one_error_line(cli("bench", "--size", "4"), 2, "--no-verify")
+    assert_one_error_line(cli("bench", "--size", "0", "--no-verify"), 2, "--size")
     assert_one_error_line(cli("bench", "--messages", "0"), 2, "at least 1")
 
 

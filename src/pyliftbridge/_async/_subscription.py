@@ -45,6 +45,8 @@ log = logging.getLogger("pyliftbridge")
 _SUBSCRIBE = "/proto.API/Subscribe"
 #: Errors after which the partition is looked up again and the subscription reopened.
 _RESUBSCRIBE_ON = (UnavailableError, NotLeaderError)
+#: Most messages a merged subscription's reader hands over at once.
+_BATCH = 64
 
 
 class AsyncSubscription:
@@ -142,16 +144,8 @@ class AsyncSubscription:
         while True:
             if self._finished or self._closed:
                 raise StopAsyncIteration
-            buffered = self._buffer
-            if buffered:
-                try:
-                    message = Message.from_proto(parse(api_pb2.Message, buffered.popleft()))
-                except LiftbridgeError:
-                    # Malformed bytes from the server: nothing after them can be trusted.
-                    self._finish()
-                    raise
-                self._last_offset = message.offset
-                return message
+            if self._buffer:
+                return self._next_buffered()
             call = self._call
             if call is None:
                 await self._resubscribe(None)
@@ -180,7 +174,24 @@ class AsyncSubscription:
                 raise StopAsyncIteration
             # Everything that arrived at once is taken in one step (one lock,
             # one flow-control update) and handed out from here.
-            buffered.extend(batch)
+            self._buffer.extend(batch)
+
+    def _next_buffered(self) -> Message:
+        try:
+            message = Message.from_proto(parse(api_pb2.Message, self._buffer.popleft()))
+        except LiftbridgeError:
+            # Malformed bytes from the server: nothing after them can be trusted.
+            self._finish()
+            raise
+        self._last_offset = message.offset
+        return message
+
+    def take_buffered(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages that have arrived already, without waiting."""
+        taken: list[Message] = []
+        while self._buffer and len(taken) < limit and not self._closed:
+            taken.append(self._next_buffered())
+        return taken
 
     async def _resubscribe(self, cause: LiftbridgeError | None) -> None:
         """Reopen the subscription within ``resubscribe_wait`` or raise."""
@@ -245,7 +256,7 @@ _DONE = object()
 class AsyncMergedSubscription:
     """Messages of every partition of a stream, interleaved as they arrive.
 
-    Order holds within a partition, not across partitions. At most
+    Order holds within a partition, not across partitions. At most about
     ``buffer`` messages wait here unread; past that the per-partition readers
     stop reading, so HTTP/2 flow control slows the server down (backpressure
     is kept). Iteration ends when every partition's subscription has ended,
@@ -254,13 +265,22 @@ class AsyncMergedSubscription:
 
     def __init__(self, subscriptions: list[AsyncSubscription], buffer: int = 1024) -> None:
         self._subscriptions = subscriptions
-        self._queue = Queue(max(1, buffer))
+        # Readers hand over what arrived together, up to _BATCH messages at a
+        # time: one queue operation per batch rather than per message.
+        self._queue = Queue(max(1, buffer // _BATCH))
+        self._batch: deque[Message] = deque()
         self._running = len(subscriptions)
         self._closed = False
-        self._workers = [
-            spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
-            for s in subscriptions
-        ]
+        # One partition needs no reader of its own: it is read directly.
+        self._direct = subscriptions[0] if len(subscriptions) == 1 else None
+        self._workers = (
+            []
+            if self._direct is not None
+            else [
+                spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
+                for s in subscriptions
+            ]
+        )
 
     @property
     def partitions(self) -> list[int]:
@@ -270,7 +290,7 @@ class AsyncMergedSubscription:
     async def _pump(self, subscription: AsyncSubscription) -> None:
         try:
             async for message in subscription:
-                await self._queue.put(message)
+                await self._queue.put([message, *subscription.take_buffered(_BATCH - 1)])
         except LiftbridgeError as exc:
             await self._queue.put(exc)
         finally:
@@ -280,7 +300,15 @@ class AsyncMergedSubscription:
         return self
 
     async def __anext__(self) -> Message:
-        while self._running and not self._closed:
+        if self._direct is not None:
+            if self._closed:
+                raise StopAsyncIteration
+            return await self._direct.__anext__()
+        while not self._closed:
+            if self._batch:
+                return self._batch.popleft()
+            if not self._running:
+                break
             item = await self._queue.get()
             if item is _DONE:
                 self._running -= 1
@@ -288,8 +316,7 @@ class AsyncMergedSubscription:
             if isinstance(item, LiftbridgeError):
                 await self.close()
                 raise item
-            message: Message = item
-            return message
+            self._batch.extend(item)
         raise StopAsyncIteration
 
     async def close(self) -> None:

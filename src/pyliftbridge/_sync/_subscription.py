@@ -47,6 +47,8 @@ log = logging.getLogger("pyliftbridge")
 _SUBSCRIBE = "/proto.API/Subscribe"
 #: Errors after which the partition is looked up again and the subscription reopened.
 _RESUBSCRIBE_ON = (UnavailableError, NotLeaderError)
+#: Most messages a merged subscription's reader hands over at once.
+_BATCH = 64
 
 
 class Subscription:
@@ -144,16 +146,8 @@ class Subscription:
         while True:
             if self._finished or self._closed:
                 raise StopIteration
-            buffered = self._buffer
-            if buffered:
-                try:
-                    message = Message.from_proto(parse(api_pb2.Message, buffered.popleft()))
-                except LiftbridgeError:
-                    # Malformed bytes from the server: nothing after them can be trusted.
-                    self._finish()
-                    raise
-                self._last_offset = message.offset
-                return message
+            if self._buffer:
+                return self._next_buffered()
             call = self._call
             if call is None:
                 self._resubscribe(None)
@@ -182,7 +176,24 @@ class Subscription:
                 raise StopIteration
             # Everything that arrived at once is taken in one step (one lock,
             # one flow-control update) and handed out from here.
-            buffered.extend(batch)
+            self._buffer.extend(batch)
+
+    def _next_buffered(self) -> Message:
+        try:
+            message = Message.from_proto(parse(api_pb2.Message, self._buffer.popleft()))
+        except LiftbridgeError:
+            # Malformed bytes from the server: nothing after them can be trusted.
+            self._finish()
+            raise
+        self._last_offset = message.offset
+        return message
+
+    def take_buffered(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages that have arrived already, without waiting."""
+        taken: list[Message] = []
+        while self._buffer and len(taken) < limit and not self._closed:
+            taken.append(self._next_buffered())
+        return taken
 
     def _resubscribe(self, cause: LiftbridgeError | None) -> None:
         """Reopen the subscription within ``resubscribe_wait`` or raise."""
@@ -247,7 +258,7 @@ _DONE = object()
 class MergedSubscription:
     """Messages of every partition of a stream, interleaved as they arrive.
 
-    Order holds within a partition, not across partitions. At most
+    Order holds within a partition, not across partitions. At most about
     ``buffer`` messages wait here unread; past that the per-partition readers
     stop reading, so HTTP/2 flow control slows the server down (backpressure
     is kept). Iteration ends when every partition's subscription has ended,
@@ -256,13 +267,22 @@ class MergedSubscription:
 
     def __init__(self, subscriptions: list[Subscription], buffer: int = 1024) -> None:
         self._subscriptions = subscriptions
-        self._queue = Queue(max(1, buffer))
+        # Readers hand over what arrived together, up to _BATCH messages at a
+        # time: one queue operation per batch rather than per message.
+        self._queue = Queue(max(1, buffer // _BATCH))
+        self._batch: deque[Message] = deque()
         self._running = len(subscriptions)
         self._closed = False
-        self._workers = [
-            spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
-            for s in subscriptions
-        ]
+        # One partition needs no reader of its own: it is read directly.
+        self._direct = subscriptions[0] if len(subscriptions) == 1 else None
+        self._workers = (
+            []
+            if self._direct is not None
+            else [
+                spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
+                for s in subscriptions
+            ]
+        )
 
     @property
     def partitions(self) -> list[int]:
@@ -272,7 +292,7 @@ class MergedSubscription:
     def _pump(self, subscription: Subscription) -> None:
         try:
             for message in subscription:
-                self._queue.put(message)
+                self._queue.put([message, *subscription.take_buffered(_BATCH - 1)])
         except LiftbridgeError as exc:
             self._queue.put(exc)
         finally:
@@ -282,7 +302,15 @@ class MergedSubscription:
         return self
 
     def __next__(self) -> Message:
-        while self._running and not self._closed:
+        if self._direct is not None:
+            if self._closed:
+                raise StopIteration
+            return self._direct.__next__()
+        while not self._closed:
+            if self._batch:
+                return self._batch.popleft()
+            if not self._running:
+                break
             item = self._queue.get()
             if item is _DONE:
                 self._running -= 1
@@ -290,8 +318,7 @@ class MergedSubscription:
             if isinstance(item, LiftbridgeError):
                 self.close()
                 raise item
-            message: Message = item
-            return message
+            self._batch.extend(item)
         raise StopIteration
 
     def close(self) -> None:

@@ -90,8 +90,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.size < HEADER_SIZE:
-        raise UsageError(f"--size must be at least {HEADER_SIZE} bytes")
+    if args.size < 1:
+        raise UsageError("--size must be at least 1 byte")
+    if args.size < HEADER_SIZE and not args.no_verify and args.mode == "publish":
+        raise UsageError(
+            f"--size below {HEADER_SIZE} bytes leaves no room for the read-back check: "
+            "add --no-verify"
+        )
     if args.mode == "consume":
         if args.stream is None:
             raise UsageError("--mode consume reads an existing --stream")
@@ -179,6 +184,7 @@ def _publish_run(
                 partitions=len(before),
                 publishers=args.publishers,
                 keys=args.keys if args.key_partitioner else None,
+                verify=not args.no_verify,
             )
             plan = Plan(
                 stream=stream,
