@@ -154,12 +154,16 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        self._sample(final=True)
 
-    def _sample(self) -> None:
+    def _sample(self, final: bool = False) -> None:
         elapsed = time.perf_counter() - self._started
         count = self._meter.done_count
-        self.points.append((elapsed, count))
+        if final and len(self.points) > 1 and elapsed - self.points[-1][0] < self._interval / 2:
+            # A sliver of an interval gives a meaningless rate: extend the last one.
+            self.points[-1] = (elapsed, count)
+        else:
+            self.points.append((elapsed, count))
         self._report(count, elapsed)
 
     def _run(self) -> None:
