@@ -149,6 +149,14 @@ def test_plot_is_a_png(cli: Cli, tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
 
+def test_demo_starts_its_own_server(cli: Cli) -> None:
+    env = {k: v for k, v in cli.env.items() if k != "LIFTBRIDGE_BROKERS"}
+    demo = cli("demo", "--messages", "300", env=env)
+    assert demo.returncode == 0, demo.stderr
+    assert "starting a local Liftbridge server" in demo.stderr
+    assert "300 messages verified, 0 lost" in demo.stdout
+
+
 def test_bench_usage_errors(cli: Cli) -> None:
     assert_one_error_line(cli("bench", "--mode", "consume"), 2, "--stream")
     assert_one_error_line(cli("bench", "--size", "4"), 2, "--size")
