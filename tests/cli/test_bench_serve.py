@@ -180,8 +180,15 @@ def test_bench_without_its_extras_names_the_install(cli: Cli, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "command",
-    [["-m", "pyliftbridge", "serve"], ["-m", "pyliftbridge.testing", "serve"]],
-    ids=["pyliftbridge-serve", "testing-serve"],
+    [
+        pytest.param(["-m", "pyliftbridge", "serve"], id="pyliftbridge-serve"),
+        pytest.param(["-m", "pyliftbridge.testing", "serve"], id="testing-serve"),
+        pytest.param(
+            ["-m", "pyliftbridge", "serve", "--nodes", "3"],
+            id="serve-3-nodes",
+            marks=pytest.mark.cluster,
+        ),
+    ],
 )
 def test_serve_until_ctrl_c(cli: Cli, command: list[str]) -> None:
     server = subprocess.Popen(
@@ -194,9 +201,10 @@ def test_serve_until_ctrl_c(cli: Cli, command: list[str]) -> None:
         assert server.stdout is not None
         first = server.stdout.readline().decode()
         assert first.startswith("Liftbridge ready: "), first
-        address = first.split(": ", 1)[1].strip()
-        view = json.loads(cli.ok("metadata", "--json", "--brokers", address).stdout)
-        assert [b["address"] for b in view["brokers"]] == [address]
+        addresses = first.split(": ", 1)[1].strip().split(",")
+        assert len(addresses) == (3 if "--nodes" in command else 1)
+        view = json.loads(cli.ok("metadata", "--json", "--brokers", ",".join(addresses)).stdout)
+        assert sorted(b["address"] for b in view["brokers"]) == sorted(addresses)
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=30)
     finally:
