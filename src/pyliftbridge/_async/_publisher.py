@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._publish_codec import read_publish_response
+from .._codec import read_publish_response
 from ..errors import (
     AckTimeoutError,
     LiftbridgeError,

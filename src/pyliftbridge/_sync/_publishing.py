@@ -14,8 +14,8 @@ import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._codec import encode_publish_request
 from .._ids import CorrelationIds
-from .._publish_codec import encode_publish_request
 from .._requests import to_bytes
 from ..errors import (
     AckTimeoutError,
