@@ -19,13 +19,12 @@ from pyliftbridge import (
     NoSuchPartitionError,
     ProtocolError,
 )
-from pyliftbridge._pb import api_pb2
 from pyliftbridge._codec import (
     _encode_protobuf,
+    _encode_wire,
     _read_message_protobuf,
     _read_message_python,
     _read_message_wire,
-    _encode_wire,
     _read_protobuf,
     _read_python,
     _read_wire,
@@ -33,6 +32,7 @@ from pyliftbridge._codec import (
     read_message,
     read_publish_response,
 )
+from pyliftbridge._pb import api_pb2
 from pyliftbridge.models import Ack, Message
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
