@@ -6,7 +6,10 @@ stream lets many messages share few DATA frames. A publish is "pending" from
 the moment it is queued until its ack (or error) arrives, its ack timeout
 passes, the stream breaks or the client closes; in each case its future is
 resolved exactly once. Nothing is re-sent behind the caller's back: a message
-whose fate is unknown fails with an error saying so.
+whose fate is unknown fails with an error saying so. (The exception is one
+that provably was not written: see ``acks_received`` on NOT_FOUND.) Acks are
+resolved by the stream's MessageSink, on the connection's reader thread or in
+the protocol callback, so they never wait for another thread or task.
 """
 
 from __future__ import annotations
