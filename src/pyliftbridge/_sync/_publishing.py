@@ -73,6 +73,7 @@ class Publishing:
         value: bytes,
         partition: int | None,
         partitioner: Partitioner | None,
+        timeout: float,
     ) -> int:
         if partition is not None:
             if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
@@ -82,7 +83,7 @@ class Publishing:
             return 0
         metadata = self._client._metadata
         if metadata is None or stream not in metadata.streams:
-            metadata = self._client._refresh_metadata([stream])
+            metadata = self._client._refresh_metadata([stream], timeout)
             if stream not in metadata.streams:
                 raise NoSuchStreamError(f"stream {stream!r} does not exist")
         count = metadata.partition_count(stream)
@@ -148,10 +149,15 @@ class Publishing:
         self._client._check_open()
         value_bytes = value if type(value) is bytes else to_bytes(value, "value")
         key_bytes = None if key is None else to_bytes(key, "key")
+        wait = self.ack_timeout if timeout is None else timeout
         if partition is None or type(partition) is not int or partition < 0:
+            # The stream's partition count may need a lookup: within the
+            # publish's own deadline, like the rest of it.
+            started = monotonic()
             chosen = self._partition_for(
-                stream, key_bytes, value_bytes, partition, partitioner
+                stream, key_bytes, value_bytes, partition, partitioner, wait
             )
+            wait = max(0.0, wait - (monotonic() - started))
         else:
             chosen = partition
         cid = correlation_id or self.ids.next()
@@ -167,7 +173,6 @@ class Publishing:
             expected_offset=expected_offset,
             correlation_id=cid,
         )
-        wait = self.ack_timeout if timeout is None else timeout
         if not self._inflight.acquire(wait):
             raise AckTimeoutError(
                 f"no publish slot freed within {wait:.1f}s "
