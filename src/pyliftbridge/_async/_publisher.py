@@ -213,8 +213,14 @@ class PublishStream:
         self._owner.release_slots(failed)
         return later
 
-    def broken(self, call: AsyncCall, error: LiftbridgeError) -> None:
-        """Fail every publish pending on ``call``, which has ended."""
+    def broken(self, call: AsyncCall, error: LiftbridgeError, *, connection_lost: bool) -> None:
+        """Fail every publish pending on ``call``, which has ended.
+
+        After a lost connection new publishes look the partition leader up
+        again rather than reconnect to a broker that may be gone.
+        """
+        if connection_lost:
+            self._owner.unreachable(self.address)
         with self._mutex:
             if self._call is call:
                 self._call = None
@@ -285,11 +291,19 @@ class _AckSink:
             self._stream.acks_received(messages)
         except Exception as exc:  # a bug must not leave publishers waiting forever
             log.exception("publish ack handling for %s failed", self._stream.address)
-            self.on_end(UnavailableError(f"publish ack handling failed: {exc!r}"))
+            self._stream.broken(
+                self._call,
+                UnavailableError(f"publish ack handling failed: {exc!r}"),
+                connection_lost=False,
+            )
 
     def on_end(self, error: LiftbridgeError | None) -> None:
         if error is None:
             error = UnavailableError(
                 f"publish stream to {self._stream.address} was ended by the server"
             )
-        self._stream.broken(self._call, error)
+            self._stream.broken(self._call, error, connection_lost=False)
+        else:
+            self._stream.broken(
+                self._call, error, connection_lost=isinstance(error, UnavailableError)
+            )
