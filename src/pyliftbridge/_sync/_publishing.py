@@ -50,7 +50,7 @@ _EXPIRY_TICK = 0.25
 #: First pause between metadata look-ups while a partition has no reachable
 #: leader, and the longest (the pause doubles).
 _ROUTE_PAUSE = 0.05
-_ROUTE_PAUSE_MAX = 0.4
+_ROUTE_PAUSE_MAX = 0.2
 
 
 class Publishing:
