@@ -5,18 +5,23 @@
 #
 # Set-up (idempotent, skipped when already done):
 #   * PyPy 3 and its venv module from apt when `pypy3` is missing (needs root);
-#   * .venv      (CPython, $PYTHON or python3) with `pip install -e '.[dev]'`;
-#   * .venv-pypy (PyPy)                        with `pip install -e '.[test]'`;
+#   * .venv      (CPython, $PYTHON or python3) with `pip install -e '.[dev,cli,nats,docs]'`;
+#   * .venv-pypy (PyPy)                        with `pip install -e '.[test,cli,nats]'`
+#     (the cli extra leaves matplotlib to CPython, so `bench --plot` is tested there);
 #   * the Liftbridge and NATS servers, found or built from their pinned Go module
 #     versions by `python -m pyliftbridge.testing install` (needs Go the first time).
 # Checks, each run even when an earlier one failed, so the report is complete:
 #   a plain `pip install .` into fresh CPython and PyPy venvs (imports, no grpcio),
-#   ruff check, ruff format --check, mypy, pytest on CPython (all tests), pytest on
-#   PyPy (all tests; the grpcio interop tests skip themselves there).
+#   ruff check, ruff format --check, mypy, the docs site's strict build, pytest on
+#   CPython (all tests), pytest on PyPy (all tests; the grpcio interop tests skip
+#   themselves there), and pytest on CPython 3.9 and 3.13 from pyenv (unit, core and
+#   single-node integration tests; skipped, and said so, when pyenv lacks them).
 # Exits non-zero if any step failed; a summary of every step is printed at the end.
 #
 # Environment: PYTHON (CPython interpreter, default python3), PYPY (default pypy3),
-# PYTEST_ARGS (extra pytest arguments for both runs), SKIP_PYPY=1 (skip the PyPy run).
+# PYTEST_ARGS (extra pytest arguments for every run), SKIP_PYPY=1 (skip the PyPy run),
+# SKIP_OTHER_PYTHONS=1 (skip the CPython 3.9 and 3.13 runs),
+# SETUP_ONLY=1 (set up the venvs and servers, run no check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -166,10 +171,14 @@ run_pytest() {
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     setup "set-up: PyPy" ensure_pypy
 fi
-setup "set-up: CPython venv (.venv, .[dev])" make_venv "$python" .venv dev python3-venv
+setup "set-up: CPython venv (.venv, .[dev,cli,nats,docs])" make_venv "$python" .venv dev,cli,nats,docs python3-venv
 setup "set-up: Liftbridge and NATS servers" install_servers
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
-    setup "set-up: PyPy venv (.venv-pypy, .[test])" make_venv "$pypy" .venv-pypy test pypy3-venv
+    setup "set-up: PyPy venv (.venv-pypy, .[test,cli,nats])" make_venv "$pypy" .venv-pypy test,cli,nats pypy3-venv
+fi
+
+if [ "${SETUP_ONLY:-0}" = 1 ]; then
+    exit 0
 fi
 
 # -- checks ---------------------------------------------------------------------
@@ -180,9 +189,68 @@ fi
 step "ruff check" .venv/bin/ruff check . || true
 step "ruff format --check" .venv/bin/ruff format --check . || true
 step "mypy (strict)" .venv/bin/mypy || true
+step "docs: mkdocs build --strict" env NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet \
+    --site-dir "$(mktemp -d)" || true
+# The side-by-side benchmark runs (tiny sizes; figures are not checked, only
+# that every contender runs and reports): the Go client built from its pinned
+# module, pyliftbridge's rows through `pyliftbridge bench`, bare grpcio.
+compare_args=(--quick --python .venv/bin/python --json "$(mktemp)")
+if [ "${SKIP_PYPY:-0}" != 1 ]; then
+    compare_args+=(--pypy .venv-pypy/bin/python)
+else
+    compare_args+=(--no-pypy)
+fi
+step "benchmark: compare.py --quick (every contender runs)" \
+    .venv/bin/python benchmarks/compare.py "${compare_args[@]}" || true
 step "pytest on CPython (all tests)" run_pytest .venv || true
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     step "pytest on PyPy (all tests)" run_pytest .venv-pypy || true
+fi
+
+# -- the oldest and newest CPython we claim, from pyenv when it has them ----------
+# Unit, core and single-node integration tests: the interpreter-sensitive parts
+# (the cluster and interop tests run on the interpreters above). The two runs
+# go in parallel: they mostly wait on servers and timers, not on the CPU.
+
+# pyenv_python VERSION: the newest pyenv interpreter for VERSION (e.g. 3.9), if any.
+pyenv_python() {
+    local found
+    found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$1".*/bin/python"$1" 2>/dev/null |
+        sort -V | tail -n 1)
+    [ -n "$found" ] && [ -x "$found" ] && echo "$found"
+}
+
+# wait_for_run PID LOG: the exit status of background run PID, after printing its LOG.
+wait_for_run() {
+    local rc=0
+    wait "$1" || rc=$?
+    cat "$2"
+    return "$rc"
+}
+
+if [ "${SKIP_OTHER_PYTHONS:-0}" != 1 ]; then
+    runs=()
+    for version in 3.9 3.13; do
+        interp=$(pyenv_python "$version") || true
+        venv=.venv-py${version/./}
+        if [ -z "$interp" ]; then
+            echo "CPython $version is not installed under pyenv: its test run is skipped"
+            summary+=("$(printf 'SKIPPED %5s   %s' - "pytest on CPython $version: not under pyenv")")
+            continue
+        fi
+        if step "set-up: CPython $version venv ($venv, .[test,nats])" \
+            make_venv "$interp" "$venv" test,nats; then
+            log=$(mktemp)
+            run_pytest "$venv" -m "not cluster" tests/unit tests/core tests/integration \
+                >"$log" 2>&1 &
+            runs+=("$version $! $log")
+        fi
+    done
+    for run in ${runs[@]+"${runs[@]}"}; do
+        read -r version pid log <<<"$run"
+        step "pytest on CPython $version (unit, core, single-node integration; in parallel)" \
+            wait_for_run "$pid" "$log" || true
+    done
 fi
 
 exit "$failed"

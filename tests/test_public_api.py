@@ -4,6 +4,7 @@ from __future__ import annotations
 import __future__
 
 import inspect
+import re
 
 import pyliftbridge
 from pyliftbridge import AsyncClient, Client, LiftbridgeError
@@ -30,10 +31,14 @@ def test_clients_have_the_same_methods_and_signatures() -> None:
             if not n.startswith("_")
         }
 
+    def unwrapped(signature: inspect.Signature) -> str:
+        # The asyncio client returns Opening[X] where the blocking one returns X.
+        return re.sub(r"_opening\.Opening\[(\w+)\]", r"\1", str(signature))
+
     sync, asynchronous = methods(Client), methods(AsyncClient)
     assert set(sync) == set(asynchronous)
     for name, signature in sync.items():
-        assert str(signature) == str(asynchronous[name]).replace(
+        assert str(signature) == unwrapped(asynchronous[name]).replace(
             "AsyncSubscription", "Subscription"
         ).replace("AsyncActivityStream", "ActivityStream").replace(
             "AsyncMergedSubscription", "MergedSubscription"

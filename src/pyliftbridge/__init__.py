@@ -7,14 +7,12 @@ Start with :class:`Client` (blocking, thread-safe) or :class:`AsyncClient`
 
 from __future__ import annotations
 
-from ._async._consumer import AsyncConsumer
-from ._async._subscription import AsyncMergedSubscription, AsyncSubscription
-from ._async.client import AsyncActivityStream, AsyncClient
+import importlib as _importlib
+import typing as _typing
+from typing import Any as _Any
+
 from ._options import ChannelOptions, TLSConfig
 from ._status import Status, StatusCode
-from ._sync._consumer import Consumer
-from ._sync._subscription import MergedSubscription, Subscription
-from ._sync.client import ActivityStream, Client
 from ._version import __version__
 from .errors import (
     AckTimeoutError,
@@ -58,6 +56,44 @@ from .models import (
     StreamInfo,
 )
 from .partitioners import KeyPartitioner, Partitioner, RoundRobinPartitioner
+
+if _typing.TYPE_CHECKING:
+    from ._async._consumer import AsyncConsumer
+    from ._async._subscription import AsyncMergedSubscription, AsyncSubscription
+    from ._async.client import AsyncActivityStream, AsyncClient
+    from ._sync._consumer import Consumer
+    from ._sync._subscription import MergedSubscription, Subscription
+    from ._sync.client import ActivityStream, Client
+
+#: Loaded on first use, so that ``import pyliftbridge`` stays cheap: a
+#: program that only uses the blocking client never imports asyncio, nor the
+#: consumer-group machinery unless it asks for it.
+_LAZY = {
+    "ActivityStream": "._sync.client",
+    "Client": "._sync.client",
+    "Consumer": "._sync._consumer",
+    "MergedSubscription": "._sync._subscription",
+    "Subscription": "._sync._subscription",
+    "AsyncActivityStream": "._async.client",
+    "AsyncClient": "._async.client",
+    "AsyncConsumer": "._async._consumer",
+    "AsyncMergedSubscription": "._async._subscription",
+    "AsyncSubscription": "._async._subscription",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Ack",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ._core.connection import (
     DEFAULT_CONNECTION_WINDOW,
@@ -13,6 +13,9 @@ from ._core.connection import (
 )
 from ._core.keepalive import GRPC_GO_MIN_PING_INTERVAL
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["ChannelOptions", "TLSConfig"]
 
@@ -40,6 +43,9 @@ class TLSConfig:
 
     def build_context(self) -> ssl.SSLContext:
         """Return the SSL context to wrap sockets with (ALPN ``h2``, TLS ≥ 1.2)."""
+        # Imported here: ssl costs ~4 MiB, paid only by programs that use TLS.
+        import ssl
+
         if self.context is not None:
             ctx = self.context
         else:

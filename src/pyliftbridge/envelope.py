@@ -235,10 +235,24 @@ def decode_ack(data: bytes | bytearray | memoryview) -> Ack:
         EncryptionError: the server could not encrypt the message.
         RpcError: another failure the ack reports.
     """
+    return _ack_from_pb(_parse_ack(data))
+
+
+def _parse_ack(data: bytes | bytearray | memoryview) -> api_pb2.Ack:
+    """The ``proto.Ack`` inside an ack envelope, its error not yet looked at
+    (a publisher routes a failed ack by its correlation id).
+
+    Raises:
+        EnvelopeError: ``data`` is not a well-formed ack envelope.
+    """
     payload = _unwrap(data, EnvelopeType.ACK)
-    pb = parse(
+    return parse(
         api_pb2.Ack, payload, error=EnvelopeError, what="the ack envelope's payload", kind="ack"
     )
+
+
+def _ack_from_pb(pb: api_pb2.Ack) -> Ack:
+    """The typed result of a parsed ack: the :class:`Ack`, or its error raised."""
     failure = ack_error(pb)
     if failure is not None:
         raise failure

@@ -158,31 +158,91 @@ class Message:
     @classmethod
     def from_proto(cls, pb: api_pb2.Message) -> Message:
         """Build from a ``proto.Message`` received on a subscription."""
-        ns = pb.timestamp
-        fields: dict[str, Any] = {
-            "stream": pb.stream,
-            "partition": pb.partition,
-            "offset": pb.offset,
-            "key": pb.key or None,
-            "value": pb.value,
-            "timestamp": datetime_from_ns(ns),
-            "timestamp_ns": ns,
-            "subject": pb.subject,
-            "reply_subject": pb.replySubject,
-            "headers": MappingProxyType(dict(pb.headers)),
-            "ack_inbox": pb.ackInbox,
-            "correlation_id": pb.correlationId,
-            "ack_policy": _ack_policy(pb.ackPolicy),
-        }
         if cls is not Message:
-            return cls(**fields)
+            return cls(
+                stream=pb.stream,
+                partition=pb.partition,
+                offset=pb.offset,
+                key=pb.key or None,
+                value=pb.value,
+                timestamp=datetime_from_ns(pb.timestamp),
+                timestamp_ns=pb.timestamp,
+                subject=pb.subject,
+                reply_subject=pb.replySubject,
+                headers=MappingProxyType(dict(pb.headers)),
+                ack_inbox=pb.ackInbox,
+                correlation_id=pb.correlationId,
+                ack_policy=_ack_policy(pb.ackPolicy),
+            )
         # Every received message goes through here. The generated __init__ of a
         # frozen dataclass sets each field through object.__setattr__, which
         # made this method ~3x slower than parsing the protobuf; filling the
         # instance dict directly is equivalent (the values are already final).
+        # ``timestamp`` and ``headers`` are left out: __getattr__ makes them
+        # from the wire message on first use, as most consumers read neither.
         message = object.__new__(cls)
-        message.__dict__.update(fields)
+        message.__dict__.update(
+            _pb=pb,
+            stream=pb.stream,
+            partition=pb.partition,
+            offset=pb.offset,
+            key=pb.key or None,
+            value=pb.value,
+            timestamp_ns=pb.timestamp,
+            subject=pb.subject,
+            reply_subject=pb.replySubject,
+            ack_inbox=pb.ackInbox,
+            correlation_id=pb.correlationId,
+            ack_policy=_ack_policy(pb.ackPolicy),
+        )
         return message
+
+    @classmethod
+    def from_wire_fields(
+        cls,
+        offset: int,
+        key: bytes,
+        value: bytes,
+        timestamp_ns: int,
+        stream: str,
+        partition: int,
+        subject: str,
+        reply_subject: str,
+        headers: dict[str, bytes],
+        ack_inbox: str,
+        correlation_id: str,
+        ack_policy: int,
+    ) -> Message:
+        """Build from the fields of a wire ``proto.Message`` (as the hand-written
+        decoder of the pure-Python protobuf runtime reads them)."""
+        message = object.__new__(cls)
+        message.__dict__.update(
+            stream=stream,
+            partition=partition,
+            offset=offset,
+            key=key or None,
+            value=value,
+            timestamp_ns=timestamp_ns,
+            subject=subject,
+            reply_subject=reply_subject,
+            headers=MappingProxyType(headers),
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=_ack_policy(ack_policy),
+        )
+        return message
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for an attribute the instance dict lacks: the fields
+        # from_proto and from_wire_fields leave to be made on first use.
+        if name == "timestamp" and "timestamp_ns" in self.__dict__:
+            value: Any = datetime_from_ns(self.__dict__["timestamp_ns"])
+        elif name == "headers" and "_pb" in self.__dict__:
+            value = MappingProxyType(dict(self.__dict__["_pb"].headers))
+        else:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.__dict__[name] = value
+        return value
 
 
 _ACK_POLICIES = {p.value: p for p in AckPolicy}
@@ -194,37 +254,32 @@ def _ack_policy(value: int) -> AckPolicy:
     return AckPolicy(value) if policy is None else policy
 
 
-@dataclass(frozen=True)
 class Ack:
-    """The server's confirmation that a published message was stored."""
+    """The server's confirmation that a published message was stored.
 
-    stream: str
-    """Stream the message was written to."""
+    Immutable. Apart from the offset and correlation id, fields are read
+    from the wire ack when first asked for: a pipelined publisher that only
+    counts its acks pays for none of them.
+    """
+
+    __slots__ = ("_source", "correlation_id", "offset", "partition")
+
+    _source: api_pb2.Ack | bytes
     partition: int
     """Partition the message was written to (known to the client, not sent in the ack)."""
-    partition_subject: str
-    """The stream's NATS subject, as the server reports it in ``partitionSubject``.
-
-    Liftbridge v1.9.0 puts the stream's subject there for every partition;
-    the subject of partition N > 0 is ``<partition_subject>.N``."""
-    message_subject: str
-    """NATS subject the message was published on."""
     offset: int
     """Offset the message was stored at."""
-    ack_inbox: str
-    """NATS inbox the ack was sent to."""
     correlation_id: str
     """Correlation id of the published message."""
-    ack_policy: AckPolicy
-    """Ack policy the message was published with."""
-    reception_timestamp: datetime | None
-    """When the leader received the message (aware UTC), None if not reported."""
-    commit_timestamp: datetime | None
-    """When the message was committed (aware UTC), None if not reported."""
-    reception_timestamp_ns: int = 0
-    """``reception_timestamp`` in Unix nanoseconds (0 if not reported)."""
-    commit_timestamp_ns: int = 0
-    """``commit_timestamp`` in Unix nanoseconds (0 if not reported)."""
+
+    def __init__(
+        self, source: api_pb2.Ack | bytes, partition: int, offset: int, correlation_id: str
+    ) -> None:
+        # ``source``: the wire ack, or the serialized PublishResponse holding it.
+        object.__setattr__(self, "_source", source)
+        object.__setattr__(self, "partition", partition)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "correlation_id", correlation_id)
 
     @classmethod
     def from_proto(cls, pb: api_pb2.Ack, partition: int) -> Ack:
@@ -233,19 +288,103 @@ class Ack:
         The wire ack says nothing about its error field here: check it first
         with :func:`pyliftbridge._requests.publish_response_error`.
         """
-        return cls(
-            stream=pb.stream,
-            partition=partition,
-            partition_subject=pb.partitionSubject,
-            message_subject=pb.msgSubject,
-            offset=pb.offset,
-            ack_inbox=pb.ackInbox,
-            correlation_id=pb.correlationId,
-            ack_policy=_ack_policy(pb.ackPolicy),
-            reception_timestamp=optional_datetime_from_ns(pb.receptionTimestamp),
-            commit_timestamp=optional_datetime_from_ns(pb.commitTimestamp),
-            reception_timestamp_ns=pb.receptionTimestamp,
-            commit_timestamp_ns=pb.commitTimestamp,
+        return cls(pb, partition, pb.offset, pb.correlationId)
+
+    @property
+    def _pb(self) -> api_pb2.Ack:
+        source = self._source
+        if isinstance(source, bytes):
+            try:
+                source = api_pb2.PublishResponse.FromString(source).ack
+            except DecodeError as exc:
+                # Only the offset and correlation id were read when it came.
+                raise ProtocolError(f"malformed ack from the server: {exc}") from exc
+            object.__setattr__(self, "_source", source)
+        return source
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Ack is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Ack is immutable (cannot delete {name!r})")
+
+    @property
+    def stream(self) -> str:
+        """Stream the message was written to."""
+        return self._pb.stream
+
+    @property
+    def partition_subject(self) -> str:
+        """The stream's NATS subject, as the server reports it in ``partitionSubject``.
+
+        Liftbridge v1.9.0 puts the stream's subject there for every partition;
+        the subject of partition N > 0 is ``<partition_subject>.N``."""
+        return self._pb.partitionSubject
+
+    @property
+    def message_subject(self) -> str:
+        """NATS subject the message was published on."""
+        return self._pb.msgSubject
+
+    @property
+    def ack_inbox(self) -> str:
+        """NATS inbox the ack was sent to."""
+        return self._pb.ackInbox
+
+    @property
+    def ack_policy(self) -> AckPolicy:
+        """Ack policy the message was published with."""
+        return _ack_policy(self._pb.ackPolicy)
+
+    @property
+    def reception_timestamp(self) -> datetime | None:
+        """When the leader received the message (aware UTC), None if not reported."""
+        return optional_datetime_from_ns(self._pb.receptionTimestamp)
+
+    @property
+    def commit_timestamp(self) -> datetime | None:
+        """When the message was committed (aware UTC), None if not reported."""
+        return optional_datetime_from_ns(self._pb.commitTimestamp)
+
+    @property
+    def reception_timestamp_ns(self) -> int:
+        """``reception_timestamp`` in Unix nanoseconds (0 if not reported)."""
+        return self._pb.receptionTimestamp
+
+    @property
+    def commit_timestamp_ns(self) -> int:
+        """``commit_timestamp`` in Unix nanoseconds (0 if not reported)."""
+        return self._pb.commitTimestamp
+
+    def _key(self) -> tuple[Any, ...]:
+        pb = self._pb
+        return (
+            pb.stream,
+            self.partition,
+            pb.partitionSubject,
+            pb.msgSubject,
+            self.offset,
+            pb.ackInbox,
+            self.correlation_id,
+            pb.ackPolicy,
+            pb.receptionTimestamp,
+            pb.commitTimestamp,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Ack:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Ack(stream={self.stream!r}, partition={self.partition}, offset={self.offset}, "
+            f"correlation_id={self.correlation_id!r}, ack_policy={self.ack_policy.name}, "
+            f"message_subject={self.message_subject!r}, "
+            f"commit_timestamp={self.commit_timestamp!r})"
         )
 
 

@@ -19,6 +19,7 @@ from hyperframe.frame import (
     DataFrame,
     GoAwayFrame,
     HeadersFrame,
+    PingFrame,
     RstStreamFrame,
     WindowUpdateFrame,
 )
@@ -1599,8 +1600,56 @@ def _scenario_goaway_and_settings(peer: Peer) -> None:
     peer.pump()
 
 
+def _scenario_control_frames(peer: Peer) -> None:
+    # Pings (both ways) and window updates on and between the DATA frames of
+    # two calls, one of them held back by its window: handled outside h2 on
+    # the fast path, they must leave the same events, windows and output.
+    first = peer.client.start_call(PATH)
+    second = unary(peer)
+    peer.client.send_message(first, b"x" * 70_000)  # more than the 65535 stream window
+    peer.pump()
+    for cid in (first, second):
+        peer.send_headers(peer.sid(cid))
+    peer.pump()
+    for i in range(5):
+        peer.ping(b"ping-%03d" % i)
+        peer.send_messages(peer.sid(second), [b"m%d" % i] * 3)
+        peer.raw_window_update(0, 1000 + i)
+        peer.raw_window_update(peer.sid(first), 2000 + i)
+        peer.client.ping(b"cli-%04d" % i)
+    peer.raw(PingFrame(0, b"12345678", flags=["ACK"]).serialize())  # an unsolicited ACK
+    peer.send_trailers(peer.sid(second))
+    peer.pump()
+    peer.raw_window_update(peer.sid(second), 10)  # a closed stream
+    peer.pump()
+
+
+def _scenario_window_overflow(peer: Peer) -> None:
+    cid = unary(peer)
+    peer.pump()
+    peer.send_headers(peer.sid(cid))
+    peer.pump()
+    peer.raw_window_update(peer.sid(cid), 2**31 - 1)  # a stream error (RST FLOW_CONTROL)
+    peer.pump()
+    peer.raw_window_update(0, 2**31 - 1)  # a connection error
+    peer.pump()
+
+
+def _scenario_bad_control_frames(peer: Peer) -> None:
+    cid = unary(peer)
+    peer.pump()
+    peer.send_headers(peer.sid(cid))
+    peer.pump()
+    # A PING that is not 8 bytes long: FRAME_SIZE_ERROR from h2 on both paths.
+    peer.raw(b"\x00\x00\x07\x06\x00\x00\x00\x00\x00" + b"1234567")
+    peer.pump()
+
+
 SCENARIOS = {
     "plain": (_scenario_plain, {}),
+    "control-frames": (_scenario_control_frames, {}),
+    "window-overflow": (_scenario_window_overflow, {}),
+    "bad-control-frames": (_scenario_bad_control_frames, {}),
     "padding-end-stream": (_scenario_padding_and_end_stream, {}),
     "continuation": (_scenario_continuation, {}),
     "big-and-small": (
@@ -1671,6 +1720,17 @@ def test_fast_path_actually_used():
     peer.pump()
     assert peer.messages(cid) == [b"m"] * 50
     assert calls == []  # 50 plain DATA frames, none through h2
+    # grpc-go's companions of its answers: a WINDOW_UPDATE and a PING each.
+    window = conn._h2.outbound_flow_control_window
+    for i in range(10):
+        peer.raw_window_update(0, 100)
+        peer.raw_window_update(sid, 100)
+        peer.ping(b"bdp-%04d" % i)
+        peer.send_messages(sid, [b"n"])
+    peer.pump()
+    assert calls == []
+    assert peer.pings_acked[-10:] == [b"bdp-%04d" % i for i in range(10)]
+    assert conn._h2.outbound_flow_control_window == window + 1000
 
 
 def test_continuation_frames_reach_client_intact():

@@ -537,3 +537,21 @@ def test_activity_undecodable_value_is_a_protocol_error() -> None:
     msg = Message.from_proto(api_pb2.Message(offset=4, value=b"\xff\xff\xff"))
     with pytest.raises(ProtocolError, match="offset 4"):
         ActivityEvent.from_message(msg)
+
+
+def test_message_lazy_fields_behave_as_dataclass_fields() -> None:
+    import dataclasses
+
+    msg = Message.from_proto(_wire_message())
+    again = Message.from_proto(_wire_message())
+    # Equality, hashing, repr and replace see timestamp and headers, made on demand.
+    assert msg == again and hash(msg) == hash(again)
+    assert "timestamp=" in repr(msg) and "headers=" in repr(msg)
+    built = Message(**{f.name: getattr(msg, f.name) for f in dataclasses.fields(Message)})
+    assert built == msg
+    moved = dataclasses.replace(msg, offset=msg.offset + 1)
+    assert moved.offset == msg.offset + 1 and moved.timestamp == msg.timestamp
+    with pytest.raises(AttributeError):
+        msg.not_a_field  # noqa: B018
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        msg.offset = 3  # type: ignore[misc]

@@ -125,8 +125,11 @@ class Semaphore:
             return False
         return True
 
-    def release(self) -> None:
-        self._sem.release()
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` units."""
+        sem = self._sem
+        for _ in range(n):
+            sem.release()
 
 
 class Queue:

@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
+from typing import Any, Callable
 
 from .._core.connection import GrpcConnection
 from .._core.events import (
@@ -24,7 +25,7 @@ from .._core.events import (
     MessageReceived,
     ResponseHeaders,
 )
-from .._core.inbox import EMPTY, CallInbox, remaining_time
+from .._core.inbox import EMPTY, CallInbox, MessageSink, remaining_time
 from .._core.keepalive import KeepaliveAction, KeepalivePolicy
 from .._core.metadata import MetadataValue
 from .._options import ChannelOptions, TLSConfig
@@ -66,8 +67,22 @@ class AsyncCall:
         self._released = False
 
     def _deliver(self, event: Event) -> None:
-        self._inbox.deliver(event)
-        self._wakeup.set()
+        inbox = self._inbox
+        inbox.deliver(event)
+        if inbox.sink is None:
+            self._wakeup.set()
+        else:
+            self._conn.sink_ready[self] = None
+
+    def set_sink(self, sink: MessageSink) -> None:
+        """Hand every message to ``sink`` as it arrives (instead of :meth:`recv`).
+
+        The sink runs in the protocol's callbacks, one batch per read.
+        """
+        self._inbox.sink = sink
+        if self._inbox.pending_messages or self._inbox.done:
+            self._conn.sink_ready[self] = None
+            self._conn.run_sinks()
 
     @property
     def done(self) -> bool:
@@ -101,6 +116,16 @@ class AsyncCall:
         if flush:
             conn.flush()
             await self._wait_writable()
+
+    def queue(self, payload: bytes) -> None:
+        """Queue one request message to be written by the next flush.
+
+        Raises:
+            LiftbridgeError: the call already ended (its mapped error), or the
+                message is too large.
+        """
+        self._inbox.check_sendable()
+        self._conn.core.send_message(self.call_id, payload)
 
     def flush(self) -> None:
         """Write everything queued on the connection."""
@@ -146,16 +171,30 @@ class AsyncCall:
             TimeoutError: ``timeout`` passed first (the call goes on).
             LiftbridgeError: the call ended with an error status.
         """
+        item: bytes | None = await self._receive(self._inbox.take, timeout)
+        return item
+
+    async def recv_batch(self, timeout: float | None = None) -> list[bytes] | None:
+        """Every response message that has arrived (at least one; waits for it).
+
+        None when the call ended OK; raises as :meth:`recv` does.
+        """
+        items: list[bytes] | None = await self._receive(self._inbox.take_batch, timeout)
+        return items
+
+    async def _receive(
+        self, take: Callable[[GrpcConnection, int], tuple[Any, bool]], timeout: float | None
+    ) -> Any:
         conn = self._conn
         # Fixed once: every read on the connection wakes every call, and a
         # timeout restarted on each wake-up would never expire on a busy one.
         until = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
-            item, flush = self._inbox.take(conn.core, self.call_id)
+            item, flush = take(conn.core, self.call_id)
             if flush:
                 conn.flush()
             if item is not EMPTY:
-                return item  # type: ignore[return-value]
+                return item
             await self._wait(until)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -230,6 +269,8 @@ class _AsyncConnection(asyncio.Protocol):
             user_agent=options.user_agent,
         )
         self.calls: dict[int, AsyncCall] = {}
+        #: Calls with a sink and news for it (an ordered set).
+        self.sink_ready: dict[AsyncCall, None] = {}
         self.dead: LiftbridgeError | None = None
         self.write_paused = False
         self._flush_scheduled = False
@@ -298,6 +339,8 @@ class _AsyncConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.keepalive.data_received(self._loop.time())
         self._dispatch(self.core.receive_data(data))
+        if self.sink_ready:
+            self.run_sinks()
         self.flush()
         if self.core.closed_reason is not None and not self.core.active_calls:
             self._fail(self.core.closed_reason.message)
@@ -387,10 +430,23 @@ class _AsyncConnection(asyncio.Protocol):
             self.flush()
         self._schedule_keepalive()
 
+    def run_sinks(self) -> None:
+        """Hand what arrived to the sinks of the calls that have news."""
+        while self.sink_ready:
+            ready = list(self.sink_ready)
+            self.sink_ready.clear()
+            for call in ready:
+                batch = (
+                    None if call._released else call._inbox.take_for_sink(self.core, call.call_id)
+                )
+                if batch is not None:
+                    batch.deliver()
+
     def _fail(self, message: str) -> None:
         if self.dead is None:
             self.dead = _unavailable(message)
         self._dispatch(self.core.connection_lost(message))
+        self.run_sinks()
         if self._keepalive_handle is not None:
             self._keepalive_handle.cancel()
         if self._transport is not None:

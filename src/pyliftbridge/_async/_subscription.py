@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._decode import parse
+from .._codec import read_message
 from .._pb import api_pb2
 from .._requests import map_subscribe_error, start_after, subscription_ends_normally
 from ..errors import (
@@ -45,6 +46,8 @@ log = logging.getLogger("pyliftbridge")
 _SUBSCRIBE = "/proto.API/Subscribe"
 #: Errors after which the partition is looked up again and the subscription reopened.
 _RESUBSCRIBE_ON = (UnavailableError, NotLeaderError)
+#: Most messages a merged subscription's reader hands over at once.
+_BATCH = 64
 
 
 class AsyncSubscription:
@@ -62,6 +65,8 @@ class AsyncSubscription:
         self._request = request
         self._resubscribe_wait = resubscribe_wait
         self._call: AsyncCall | None = None
+        #: Messages received and not yet returned (wire bytes).
+        self._buffer: deque[bytes] = deque()
         self._last_offset: int | None = None
         self._closed = False
         self._finished = False
@@ -140,12 +145,17 @@ class AsyncSubscription:
         while True:
             if self._finished or self._closed:
                 raise StopAsyncIteration
+            if self._buffer:
+                message = self._next_buffered()
+                if message is not None:
+                    return message
+                continue
             call = self._call
             if call is None:
                 await self._resubscribe(None)
                 continue
             try:
-                data = await call.recv()
+                batch = await call.recv_batch()
             except LiftbridgeError as exc:
                 if self._closed:
                     raise StopAsyncIteration from None
@@ -161,34 +171,49 @@ class AsyncSubscription:
                 if error is exc:
                     raise
                 raise error from exc
-            if data is None:
+            if batch is None:
                 # The server ended the subscription without an error (a consumer
                 # group member was replaced, or the server is shutting down).
                 self._finish()
                 raise StopAsyncIteration
-            try:
-                message = Message.from_proto(parse(api_pb2.Message, data))
-            except LiftbridgeError:
-                # Malformed bytes from the server: nothing after them can be trusted.
-                self._finish()
-                raise
-            last = self._last_offset
-            if last is not None and message.offset <= last:
-                # Already delivered. Liftbridge v1.9.0 starts a subscription
-                # whose start offset is above the leader's high watermark at
-                # the watermark instead: a new leader's watermark lags behind
-                # what the old one committed, so a resubscription after a
-                # failover begins with messages this iterator already returned.
-                log.debug(
-                    "%s/%d: dropped offset %d (already delivered up to %d)",
-                    self.stream,
-                    self.partition,
-                    message.offset,
-                    last,
-                )
-                continue
-            self._last_offset = message.offset
-            return message
+            # Everything that arrived at once is taken in one step (one lock,
+            # one flow-control update) and handed out from here.
+            self._buffer.extend(batch)
+
+    def _next_buffered(self) -> Message | None:
+        """The next buffered message; None when it was a repeat (dropped)."""
+        try:
+            message = read_message(self._buffer.popleft())
+        except LiftbridgeError:
+            # Malformed bytes from the server: nothing after them can be trusted.
+            self._finish()
+            raise
+        last = self._last_offset
+        if last is not None and message.offset <= last:
+            # Already delivered. Liftbridge v1.9.0 starts a subscription whose
+            # start offset is above the leader's high watermark at the
+            # watermark instead: a new leader's watermark lags behind what the
+            # old one committed, so a resubscription after a failover begins
+            # with messages this iterator already returned.
+            log.debug(
+                "%s/%d: dropped offset %d (already delivered up to %d)",
+                self.stream,
+                self.partition,
+                message.offset,
+                last,
+            )
+            return None
+        self._last_offset = message.offset
+        return message
+
+    def take_buffered(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages that have arrived already, without waiting."""
+        taken: list[Message] = []
+        while self._buffer and len(taken) < limit and not self._closed:
+            message = self._next_buffered()
+            if message is not None:
+                taken.append(message)
+        return taken
 
     async def _resubscribe(self, cause: LiftbridgeError | None) -> None:
         """Reopen the subscription within ``resubscribe_wait`` or raise."""
@@ -258,7 +283,7 @@ _DONE = object()
 class AsyncMergedSubscription:
     """Messages of every partition of a stream, interleaved as they arrive.
 
-    Order holds within a partition, not across partitions. At most
+    Order holds within a partition, not across partitions. At most about
     ``buffer`` messages wait here unread; past that the per-partition readers
     stop reading, so HTTP/2 flow control slows the server down (backpressure
     is kept). Iteration ends when every partition's subscription has ended,
@@ -267,13 +292,22 @@ class AsyncMergedSubscription:
 
     def __init__(self, subscriptions: list[AsyncSubscription], buffer: int = 1024) -> None:
         self._subscriptions = subscriptions
-        self._queue = Queue(max(1, buffer))
+        # Readers hand over what arrived together, up to _BATCH messages at a
+        # time: one queue operation per batch rather than per message.
+        self._queue = Queue(max(1, buffer // _BATCH))
+        self._batch: deque[Message] = deque()
         self._running = len(subscriptions)
         self._closed = False
-        self._workers = [
-            spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
-            for s in subscriptions
-        ]
+        # One partition needs no reader of its own: it is read directly.
+        self._direct = subscriptions[0] if len(subscriptions) == 1 else None
+        self._workers = (
+            []
+            if self._direct is not None
+            else [
+                spawn(self._pump, s, name=f"pyliftbridge-merge-{s.stream}-{s.partition}")
+                for s in subscriptions
+            ]
+        )
 
     @property
     def partitions(self) -> list[int]:
@@ -283,7 +317,7 @@ class AsyncMergedSubscription:
     async def _pump(self, subscription: AsyncSubscription) -> None:
         try:
             async for message in subscription:
-                await self._queue.put(message)
+                await self._queue.put([message, *subscription.take_buffered(_BATCH - 1)])
         except LiftbridgeError as exc:
             await self._queue.put(exc)
         finally:
@@ -293,7 +327,15 @@ class AsyncMergedSubscription:
         return self
 
     async def __anext__(self) -> Message:
-        while self._running and not self._closed:
+        if self._direct is not None:
+            if self._closed:
+                raise StopAsyncIteration
+            return await self._direct.__anext__()
+        while not self._closed:
+            if self._batch:
+                return self._batch.popleft()
+            if not self._running:
+                break
             item = await self._queue.get()
             if item is _DONE:
                 self._running -= 1
@@ -301,8 +343,7 @@ class AsyncMergedSubscription:
             if isinstance(item, LiftbridgeError):
                 await self.close()
                 raise item
-            message: Message = item
-            return message
+            self._batch.extend(item)
         raise StopAsyncIteration
 
     async def close(self) -> None:

@@ -123,6 +123,13 @@ _unpack_prefix = PREFIX.unpack_from
 _DATA, _HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x0, 0x1, 0x5, 0x9
 _END_STREAM, _END_HEADERS, _PADDED = 0x1, 0x4, 0x8
 _FAST_STATES = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
+_H2_OPEN = h2.connection.ConnectionState.CLIENT_OPEN
+_PING = 0x6
+_WINDOW_UPDATE = 0x8
+_ACK = 0x1
+_MAX_WINDOW = 2**31 - 1
+#: Frame header of a PING ACK: length 8, type PING, flag ACK, stream 0.
+_PING_ACK_HEADER = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00"
 # Stream states in which h2 lets a DATA frame out.
 _SEND_STATES = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE})
 _CLIENT_OPEN = h2.connection.ConnectionState.CLIENT_OPEN
@@ -666,6 +673,16 @@ class GrpcConnection:
                     pos = stop
                     continue
                 run = pos
+            elif (
+                ftype in (_PING, _WINDOW_UPDATE)
+                and not self._in_header_block
+                and self._settings_seen
+            ):
+                if run >= 0:
+                    self._receive_h2(view[run:pos], events)
+                    run = -1
+                if not self._fast_control(ftype, flags, sid, data[pos + 9 : stop], events):
+                    run = pos
             else:
                 if ftype in (_HEADERS, _PUSH_PROMISE):
                     self._in_header_block = not flags & _END_HEADERS
@@ -680,6 +697,51 @@ class GrpcConnection:
             self._receive_h2(view[run:pos], events)
         if pos < end:
             self._inbuf += view[pos:]
+
+    def _fast_control(
+        self, ftype: int, flags: int, sid: int, payload: bytes, events: list[Event]
+    ) -> bool:
+        """Handle a plain PING or WINDOW_UPDATE as h2 would; False leaves it to h2.
+
+        grpc-go sends a WINDOW_UPDATE and a PING (its bandwidth estimate) with
+        many of its answers; through h2 they cost more than the message they
+        come with. Anything unusual (a bad length or increment, an overflow,
+        a stream not plainly open, a connection that is closing) goes to h2,
+        which raises or handles it.
+        """
+        h2c = self._h2
+        if h2c.state_machine.state is not _H2_OPEN:
+            return False
+        if ftype == _PING:
+            if len(payload) != 8 or sid:
+                return False
+            if flags & _ACK:
+                events.append(PingAcknowledged(payload))
+            else:
+                h2c._data_to_send += _PING_ACK_HEADER + payload
+            return True
+        if len(payload) != 4:
+            return False
+        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+        if not increment:
+            return False
+        if sid == 0:
+            window = h2c.outbound_flow_control_window + increment
+            if window > _MAX_WINDOW:
+                return False
+            h2c.outbound_flow_control_window = window
+        else:
+            call = self._by_stream.get(sid)
+            stream = None if call is None else call.h2_stream
+            if stream is None or stream.state_machine.state not in _FAST_STATES:
+                return False
+            window = stream.outbound_flow_control_window + increment
+            if window > _MAX_WINDOW:
+                return False
+            stream.outbound_flow_control_window = window
+        # As for h2's WindowUpdated: calls held back by the window may go on.
+        self._dirty.extend(c for c in self._by_stream.values() if c.out or c.end_pending)
+        return True
 
     # ---------------------------------------------------------------- helpers
 

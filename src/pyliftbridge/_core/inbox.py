@@ -9,15 +9,26 @@ front ends, which only add waiting.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from typing import Final, Union
+from typing import Final, NamedTuple, Protocol, Union
 
 from .._status import Metadata, Status
 from ..errors import LiftbridgeError, ProtocolError, error_from_status
 from .connection import GrpcConnection
 from .events import CallEnded, Event, MessageReceived, ResponseHeaders
 
-__all__ = ["EMPTY", "CallInbox", "remaining_time"]
+__all__ = [
+    "EMPTY",
+    "CallInbox",
+    "MessageSink",
+    "SinkBatch",
+    "Taken",
+    "TakenBatch",
+    "remaining_time",
+]
+
+log = logging.getLogger("pyliftbridge")
 
 
 class _Empty:
@@ -31,12 +42,48 @@ class _Empty:
 EMPTY: Final = _Empty()
 
 Taken = Union[bytes, None, _Empty]
+TakenBatch = Union[list[bytes], None, _Empty]
+
+
+class MessageSink(Protocol):
+    """Takes a call's messages as they arrive, instead of a reader pulling them.
+
+    The front end calls it with no lock held, from the thread (or the event
+    loop callback) that read the messages: the publisher resolves acks
+    where they are read instead of handing each one to another thread. A
+    sink must not block.
+    """
+
+    def on_messages(self, messages: list[bytes]) -> None:
+        """Messages that arrived, in order."""
+
+    def on_end(self, error: LiftbridgeError | None) -> None:
+        """The call ended: None for OK, else its mapped error. Called once, last."""
+
+
+class SinkBatch(NamedTuple):
+    """What arrived for a call with a sink, taken from its inbox, to hand over."""
+
+    sink: MessageSink
+    messages: list[bytes]
+    ended: bool
+    error: LiftbridgeError | None
+
+    def deliver(self) -> None:
+        """Hand it to the sink (no lock may be held); a sink's bug is logged, not raised."""
+        try:
+            if self.messages:
+                self.sink.on_messages(self.messages)
+            if self.ended:
+                self.sink.on_end(self.error)
+        except Exception:  # it must not stop the front end's reading
+            log.exception("pyliftbridge message sink failed")
 
 
 class CallInbox:
     """Events received for one call and not yet taken by the application."""
 
-    __slots__ = ("_error", "_events", "initial_metadata", "status", "transparent_retry")
+    __slots__ = ("_error", "_events", "initial_metadata", "sink", "status", "transparent_retry")
 
     def __init__(self) -> None:
         self._events: deque[Event] = deque()
@@ -46,6 +93,8 @@ class CallInbox:
         self.status: Status | None = None
         #: True when the server provably never saw the call (safe to resend).
         self.transparent_retry = False
+        #: Where messages go as they arrive, when the call has a sink.
+        self.sink: MessageSink | None = None
         #: The client's own error for a call it ended (see ``CallEnded.error``).
         self._error: LiftbridgeError | None = None
 
@@ -92,6 +141,71 @@ class CallInbox:
                 return None, False
             raise self.error()
         return EMPTY, False
+
+    def take_batch(self, core: GrpcConnection, call_id: int) -> tuple[TakenBatch, bool]:
+        """Like :meth:`take`, but every message that is queued at once (a non-empty list).
+
+        Their credit goes back in one step, so a subscriber pays the flow
+        control bookkeeping (and the front end's lock) once per read rather
+        than once per message. The end of the call is left queued until the
+        messages before it have been taken.
+        """
+        events = self._events
+        messages: list[bytes] = []
+        credit = 0
+        while events:
+            event = events[0]
+            if type(event) is MessageReceived:
+                events.popleft()
+                messages.append(event.data)
+                credit += event.flow_controlled_length
+            elif type(event) is ResponseHeaders:
+                events.popleft()
+                self.initial_metadata = event.metadata
+            else:
+                break
+        if messages:
+            return messages, bool(credit) and core.acknowledge(call_id, credit)
+        if not events:
+            return EMPTY, False
+        if self.status is None or self.status.ok:
+            return None, False
+        raise self.error()
+
+    def drain(
+        self, core: GrpcConnection, call_id: int
+    ) -> tuple[list[bytes], bool, bool, LiftbridgeError | None]:
+        """Take everything queued at once, for a sink: ``(messages, flush, ended, error)``.
+
+        The credit of all the messages goes back in one step. ``ended`` is
+        True once, when the end of the call is taken; ``error`` is then its
+        mapped error (None for OK).
+        """
+        events = self._events
+        messages: list[bytes] = []
+        credit = 0
+        ended = False
+        while events:
+            event = events.popleft()
+            if type(event) is MessageReceived:
+                messages.append(event.data)
+                credit += event.flow_controlled_length
+            elif type(event) is ResponseHeaders:
+                self.initial_metadata = event.metadata
+            elif type(event) is CallEnded:
+                ended = True
+        flush = bool(credit) and core.acknowledge(call_id, credit)
+        status = self.status
+        error = self.error() if ended and status and not status.ok else None
+        return messages, flush, ended, error
+
+    def take_for_sink(self, core: GrpcConnection, call_id: int) -> SinkBatch | None:
+        """Everything queued, for the call's sink (None when it has none)."""
+        sink = self.sink
+        if sink is None:
+            return None
+        messages, _, ended, error = self.drain(core, call_id)
+        return SinkBatch(sink, messages, ended, error)
 
     def check_sendable(self) -> None:
         """Raise why nothing more can be sent, if the call has ended."""

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any, Callable, TypeVar
 
+from ._light_future import LightFuture
+
 __all__ = [
     "Event",
     "Lock",
@@ -37,17 +39,10 @@ def sleep(seconds: float) -> None:
     time.sleep(max(0.0, seconds))
 
 
-class Mutex:
-    """A lock guarding state shared between threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+#: A lock guarding state shared between threads (re-entrant). The lock
+#: itself, not a wrapper: its ``with`` runs in C, and the publish path takes
+#: it several times per message.
+Mutex = threading.RLock
 
 
 class Event:
@@ -71,16 +66,45 @@ class Event:
 
 
 class Semaphore:
-    """A counting semaphore whose acquire can time out."""
+    """A counting semaphore whose acquire can time out.
+
+    ``threading.Semaphore`` goes through a Python-level Condition on every
+    call; this one takes a plain lock (its ``with`` runs in C) and touches
+    the Condition only when someone has to wait, which a publisher below its
+    in-flight limit never does.
+    """
 
     def __init__(self, value: int) -> None:
-        self._sem = threading.Semaphore(value)
+        self._value = value
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
 
     def acquire(self, timeout: float | None = None) -> bool:
-        return self._sem.acquire(timeout=None if timeout is None else max(0.0, timeout))
+        """Take one unit; wait up to ``timeout`` (None: forever); False if none came."""
+        with self._lock:
+            if self._value > 0:
+                self._value -= 1
+                return True
+            deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+            self._waiting += 1
+            try:
+                while self._value <= 0:
+                    wait = None if deadline is None else deadline - time.monotonic()
+                    if wait is not None and wait <= 0:
+                        return False
+                    self._cond.wait(wait)
+                self._value -= 1
+                return True
+            finally:
+                self._waiting -= 1
 
-    def release(self) -> None:
-        self._sem.release()
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` units."""
+        with self._lock:
+            self._value += n
+            if self._waiting:
+                self._cond.notify(n)
 
 
 class Queue:
@@ -125,7 +149,7 @@ def spawn(target: Callable[..., Any], *args: Any, name: str) -> Worker:
 
 def new_future() -> concurrent.futures.Future[Any]:
     """A future the caller can wait on."""
-    return concurrent.futures.Future()
+    return LightFuture()
 
 
 def wait_future(future: concurrent.futures.Future[T], timeout: float | None = None) -> T:

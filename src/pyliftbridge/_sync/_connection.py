@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
+from typing import Any, Callable
 
 from .._core.connection import GrpcConnection
 from .._core.events import (
@@ -33,7 +34,7 @@ from .._core.events import (
     PingAcknowledged,
     ResponseHeaders,
 )
-from .._core.inbox import EMPTY, CallInbox, remaining_time
+from .._core.inbox import EMPTY, CallInbox, MessageSink, remaining_time
 from .._core.keepalive import KeepaliveAction, KeepalivePolicy
 from .._core.metadata import MetadataValue
 from .._options import ChannelOptions, TLSConfig
@@ -75,10 +76,29 @@ class Call:
         self._cond = threading.Condition(conn._state)
         self._released = False
 
-    # Called by the reader with ``_state`` held.
-    def _deliver(self, event: Event) -> None:
-        self._inbox.deliver(event)
-        self._cond.notify_all()
+    # Called with ``_state`` held. ``notify=False`` when the caller wakes
+    # every call once it has delivered a whole read (one wake-up per read,
+    # not per message).
+    def _deliver(self, event: Event, notify: bool = True) -> None:
+        inbox = self._inbox
+        inbox.deliver(event)
+        if inbox.sink is not None:
+            self._conn._sink_ready[self] = None
+        elif notify:
+            self._cond.notify_all()
+
+    def set_sink(self, sink: MessageSink) -> None:
+        """Hand every message to ``sink`` as it arrives (instead of :meth:`recv`).
+
+        The sink runs on the connection's reader thread (or the thread that
+        ended the call), one batch at a time, with no lock held.
+        """
+        conn = self._conn
+        with conn._state:
+            self._inbox.sink = sink
+            if self._inbox.pending_messages or self._inbox.done:
+                conn._sink_ready[self] = None
+        conn._run_sinks()
 
     @property
     def done(self) -> bool:
@@ -118,6 +138,18 @@ class Call:
             conn._flush()
             if conn._core.outbound_pending(self.call_id) > SEND_HIGH_WATER:
                 self._wait_writable()
+
+    def queue(self, payload: bytes) -> None:
+        """Queue one request message to be written by the next flush.
+
+        Raises:
+            LiftbridgeError: the call already ended (its mapped error), or the
+                message is too large.
+        """
+        conn = self._conn
+        with conn._state:
+            self._inbox.check_sendable()
+            conn._core.send_message(self.call_id, payload)
 
     def flush(self) -> None:
         """Write everything queued on the connection."""
@@ -162,6 +194,20 @@ class Call:
             TimeoutError: ``timeout`` passed first (the call goes on).
             LiftbridgeError: the call ended with an error status.
         """
+        item: bytes | None = self._receive(self._inbox.take, timeout)
+        return item
+
+    def recv_batch(self, timeout: float | None = None) -> list[bytes] | None:
+        """Every response message that has arrived (at least one; waits for it).
+
+        None when the call ended OK; raises as :meth:`recv` does.
+        """
+        items: list[bytes] | None = self._receive(self._inbox.take_batch, timeout)
+        return items
+
+    def _receive(
+        self, take: Callable[[GrpcConnection, int], tuple[Any, bool]], timeout: float | None
+    ) -> Any:
         conn = self._conn
         flush = False
         # Fixed once: every read on the connection wakes every call, and a
@@ -170,9 +216,9 @@ class Call:
         try:
             with conn._state:
                 while True:
-                    item, flush = self._inbox.take(conn._core, self.call_id)
+                    item, flush = take(conn._core, self.call_id)
                     if item is not EMPTY:
-                        return item  # type: ignore[return-value]
+                        return item
                     wait = remaining_time(self._deadline, until, time.monotonic())
                     if not self._cond.wait(wait):
                         if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -252,6 +298,10 @@ class _Connection:
         self._writer_cond = threading.Condition(self._state)
         self._writer: threading.Thread | None = None
         self._calls: dict[int, Call] = {}
+        #: Calls with a sink and news for it (an ordered set), guarded by ``_state``.
+        self._sink_ready: dict[Call, None] = {}
+        #: Held while sinks run, so one call's batches reach its sink in order.
+        self._sink_lock = threading.RLock()
         self._dead: LiftbridgeError | None = None
         #: Keepalive policy; a channel passes the next connection ``keepalive.renewed()``.
         self.keepalive = keepalive or KeepalivePolicy(
@@ -310,11 +360,11 @@ class _Connection:
                 if sock.selected_alpn_protocol() != "h2":
                     raise _unavailable(f"{host}:{port} did not agree to HTTP/2 over TLS (ALPN)")
             sock.settimeout(None)
-        except ssl.SSLError as exc:
-            sock.close()
-            raise _unavailable(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
             sock.close()
+            ssl = sys.modules.get("ssl")  # imported by build_context when TLS is on
+            if ssl is not None and isinstance(exc, ssl.SSLError):
+                raise _unavailable(f"TLS handshake with {host}:{port} failed: {exc}") from exc
             raise _unavailable(f"cannot set up connection to {host}:{port}: {exc}") from exc
         except BaseException:
             sock.close()
@@ -351,6 +401,10 @@ class _Connection:
     # -- writing
 
     def flush_soon(self) -> None:
+        if self._writer_wanted:
+            # Already due: the writer clears the flag before it takes what is
+            # queued, so it will write what our caller just queued.
+            return
         with self._state:
             if self._dead is not None:
                 return
@@ -430,6 +484,8 @@ class _Connection:
                     if self._core.closed_reason is not None and not self._core.active_calls:
                         self._dead = UnavailableError(status=self._core.closed_reason)
                         self._writer_cond.notify_all()
+                if self._sink_ready:
+                    self._run_sinks()
                 self._flush()
                 if self._dead is not None:
                     self._close_socket()
@@ -462,7 +518,7 @@ class _Connection:
             if isinstance(event, (MessageReceived, ResponseHeaders, CallEnded)):
                 call = calls.get(event.call_id)
                 if call is not None:
-                    call._deliver(event)
+                    call._deliver(event, notify=False)
             elif isinstance(event, ConnectionTerminated):
                 if event.too_many_pings:
                     self.keepalive.too_many_pings()
@@ -473,12 +529,31 @@ class _Connection:
             # Senders waiting on flow control re-check after every read.
             call._cond.notify_all()
 
+    def _run_sinks(self) -> None:
+        """Hand what arrived to the sinks of the calls that have news."""
+        with self._sink_lock:
+            while True:
+                with self._state:
+                    if not self._sink_ready:
+                        return
+                    ready = list(self._sink_ready)
+                    self._sink_ready.clear()
+                    batches = [
+                        call._inbox.take_for_sink(self._core, call.call_id)
+                        for call in ready
+                        if not call._released
+                    ]
+                for batch in batches:
+                    if batch is not None:
+                        batch.deliver()
+
     def _fail(self, message: str) -> None:
         with self._state:
             if self._dead is None:
                 self._dead = _unavailable(message)
             self._dispatch(self._core.connection_lost(message))
             self._writer_cond.notify_all()
+        self._run_sinks()
         self._close_socket()
 
     def _close_socket(self) -> None:

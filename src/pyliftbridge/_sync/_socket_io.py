@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
-import ssl
+import sys
 import threading
 from typing import Callable
 
@@ -37,7 +37,13 @@ class SocketIO:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        # ssl is imported only by programs that use TLS (it costs ~4 MiB).
+        ssl = sys.modules.get("ssl")
+        self._tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
+        #: What a non-blocking TLS read or write raises when it must wait.
+        self._would_block: tuple[type[BaseException], ...] = (BlockingIOError,)
+        if ssl is not None:
+            self._would_block = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
         self._ssl_lock = threading.Lock()
         self._read_selector = selectors.DefaultSelector()
         self._read_selector.register(sock, selectors.EVENT_READ)
@@ -75,7 +81,7 @@ class SocketIO:
         with self._ssl_lock:
             try:
                 return self.sock.recv(size)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            except self._would_block:
                 return None
 
     def sendall(self, data: bytes, alive: Callable[[], bool]) -> None:
@@ -91,7 +97,7 @@ class SocketIO:
                     # SSL_write takes all or nothing; after a "want" error it
                     # must be retried with the same bytes, which this does.
                     sent = self.sock.send(view)
-                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                except self._would_block:
                     sent = 0
             if sent:
                 view = view[sent:]

@@ -15,12 +15,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from google.protobuf.message import Message as _PbMessage
 
@@ -35,41 +33,39 @@ from .._requests import (
     cursor_request,
     map_rpc_error,
     partition_of_ack,
-    publish_request,
     publish_to_subject_request,
     subscribe_request,
     to_bytes,
 )
 from ..errors import (
-    AckTimeoutError,
     ClientClosedError,
     DeadlineExceededError,
     InvalidArgumentError,
     LiftbridgeError,
     NoSuchPartitionError,
-    NoSuchStreamError,
     NotLeaderError,
     RpcError,
     UnavailableError,
 )
 from ..models import Ack, AckPolicy, ActivityEvent, Metadata, PartitionInfo
 from ..partitioners import Partitioner, cursors_partition
+from . import _opening
 from ._backend import (
     Event,
     Future,
     Mutex,
-    Semaphore,
     Worker,
     monotonic,
-    new_future,
     sleep,
     spawn,
     wait_future,
 )
-from ._consumer import Consumer
-from ._publisher import PendingPublish, PublishStream
+from ._publishing import Publishing
 from ._subscription import MergedSubscription, Subscription
 from .channel import Channel
+
+if TYPE_CHECKING:
+    from ._consumer import Consumer
 
 __all__ = ["Client"]
 
@@ -91,8 +87,6 @@ _RETRYABLE = (UnavailableError, NotLeaderError)
 _LOCAL_DEADLINE_ONLY = frozenset({"FetchMetadata"})
 #: Calls that change nothing on the server, so a slow attempt may be abandoned and retried.
 _IDEMPOTENT = frozenset({"FetchMetadata"})
-#: Seconds a broker that refused a publish stream is passed over.
-_UNREACHABLE_FOR = 5.0
 
 
 class Client:
@@ -143,23 +137,19 @@ class Client:
         self._seeds = seeds
         self._timeout = timeout
         self._tls = tls
-        self._ack_timeout = ack_timeout
         self._resubscribe_wait = resubscribe_wait
         self._refresh_interval = metadata_refresh_interval
         self._address_map = address_map
         self._options = options or ChannelOptions()
         self._mutex = Mutex()
         self._channels: dict[str, Channel] = {}
-        self._publishers: dict[str, PublishStream] = {}
         self._subscriptions: set[Subscription] = set()
         self._metadata: Metadata | None = None
-        self._unreachable: dict[str, float] = {}
-        #: (stream, partition) -> publish stream, valid for the metadata in ``_routes_for``.
-        self._routes: dict[tuple[str, int], PublishStream] = {}
-        self._routes_for: Metadata | None = None
-        self._inflight = Semaphore(max_inflight_publishes)
+        self._publishing = Publishing(self, ack_timeout, max_inflight_publishes)
         self._workers: list[Worker] = []
         self._wakeup = Event()
+        #: Set when the ack-timeout worker should look before its next tick.
+        self._expiry_due = Event()
         self._closed = False
         self._started = False
 
@@ -187,9 +177,10 @@ class Client:
             return
         self._closed = True
         self._wakeup.set()
-        error = ClientClosedError("the client was closed before the publish was acknowledged")
-        for publisher in list(self._publishers.values()):
-            publisher.fail_all(error)
+        self._expiry_due.set()
+        self._publishing.fail_all(
+            ClientClosedError("the client was closed before the publish was acknowledged")
+        )
         for subscription in list(self._subscriptions):
             subscription.close()
         for channel in list(self._channels.values()):
@@ -424,15 +415,13 @@ class Client:
 
     def _ack_timeout_loop(self) -> None:
         while not self._closed:
-            now = monotonic()
-            earliest: float | None = None
-            for publisher in list(self._publishers.values()):
-                due = publisher.expire(now)
-                if due is not None and (earliest is None or due < earliest):
-                    earliest = due
-            wait = 0.25 if earliest is None else min(0.25, max(0.0, earliest - now))
-            if self._wakeup.wait(wait):
-                return
+            # Cleared first, so a wake-up that comes while expire() runs is kept.
+            self._expiry_due.clear()
+            wait = self._publishing.expire(monotonic())
+            self._expiry_due.wait(wait)
+
+    def _wake_expiry(self) -> None:
+        self._expiry_due.set()
 
     # ------------------------------------------------------------ metadata
 
@@ -572,64 +561,6 @@ class Client:
 
     # ------------------------------------------------------------- publish
 
-    def _partition_for(
-        self,
-        stream: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        partitioner: Partitioner | None,
-    ) -> int:
-        if partition is not None:
-            if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
-                raise InvalidArgumentError(f"partition must be an int >= 0, not {partition!r}")
-            return partition
-        if partitioner is None:
-            return 0
-        metadata = self._metadata
-        if metadata is None or stream not in metadata.streams:
-            metadata = self._refresh_metadata([stream])
-            if stream not in metadata.streams:
-                raise NoSuchStreamError(f"stream {stream!r} does not exist")
-        count = metadata.partition_count(stream)
-        chosen = partitioner(stream, key, value, count)
-        if not isinstance(chosen, int) or (count and not 0 <= chosen < count):
-            raise InvalidArgumentError(
-                f"partitioner returned {chosen!r} for a stream of {count} partitions"
-            )
-        return chosen
-
-    def _publish_stream(self, stream: str, partition: int, avoid: set[str]) -> PublishStream:
-        # Spread partitions over the brokers (any broker accepts any publish);
-        # a given partition keeps using the same stream while brokers are
-        # stable. Brokers that recently refused a stream are skipped: a dead
-        # broker stays listed in metadata. The choice is remembered until the
-        # metadata is replaced or a broker refuses, so the publish path does
-        # not redo it per message.
-        key = (stream, partition)
-        if not avoid and self._routes_for is self._metadata:
-            cached = self._routes.get(key)
-            if cached is not None:
-                return cached
-        now = monotonic()
-        addresses = sorted(self._broker_addresses())
-        usable = (
-            [a for a in addresses if a not in avoid and self._unreachable.get(a, 0.0) <= now]
-            or [a for a in addresses if a not in avoid]
-            or addresses
-        )
-        address = usable[zlib.crc32(f"{stream}:{partition}".encode()) % len(usable)]
-        with self._mutex:
-            publisher = self._publishers.get(address)
-            if publisher is None:
-                publisher = self._publishers[address] = PublishStream(self, address)
-            if not avoid:
-                if self._routes_for is not self._metadata:
-                    self._routes = {}
-                    self._routes_for = self._metadata
-                self._routes[key] = publisher
-            return publisher
-
     def publish_async(
         self,
         stream: str,
@@ -654,74 +585,19 @@ class Client:
         UnavailableError when the connection broke before the ack came. When
         ``max_inflight_publishes`` are pending this waits for a free slot.
         """
-        self._check_open()
-        value_bytes = to_bytes(value, "value")
-        key_bytes = None if key is None else to_bytes(key, "key")
-        policy = AckPolicy(ack_policy)
-        chosen = self._partition_for(stream, key_bytes, value_bytes, partition, partitioner)
-        cid = correlation_id or uuid.uuid4().hex
-        request = publish_request(
+        return self._publishing.publish(
             stream,
-            value_bytes,
-            key=key_bytes,
-            headers=headers,
-            partition=chosen,
-            ack_policy=policy,
-            expected_offset=expected_offset,
-            correlation_id=cid,
+            value,
+            key,
+            headers,
+            partition,
+            partitioner,
+            ack_policy,
+            expected_offset,
+            correlation_id,
+            timeout,
+            write_now=False,
         )
-        wait = self._ack_timeout if timeout is None else timeout
-        if not self._inflight.acquire(wait):
-            raise AckTimeoutError(
-                f"no publish slot freed within {wait:.1f}s "
-                "(max_inflight_publishes publishes are awaiting acks)"
-            )
-        future: Future[Ack | None] = new_future()
-        pending = None
-        if policy is not AckPolicy.NONE:
-            pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait)
-        tried: set[str] = set()
-        try:
-            while True:
-                publisher = self._publish_stream(stream, chosen, tried)
-                try:
-                    publisher.send(request, pending)
-                    break
-                except UnavailableError:
-                    # send() fails only for a message that never left, so
-                    # another broker may take it.
-                    tried.add(publisher.address)
-                    with self._mutex:
-                        self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
-                        self._routes = {}
-                    if len(tried) >= len(self._broker_addresses()):
-                        raise
-        except BaseException:
-            self._inflight.release()
-            raise
-        if pending is None:
-            # AckPolicy.NONE: done once written; the ack-timeout worker (which
-            # wakes at least every 250 ms) only ever sees publishes that wait.
-            self._inflight.release()
-            future.set_result(None)
-        return future
-
-    def _resolve(
-        self,
-        pending: PendingPublish,
-        *,
-        ack: Ack | None = None,
-        error: LiftbridgeError | None = None,
-    ) -> None:
-        """Resolve a pending publish exactly once and free its slot."""
-        future = pending.future
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(ack)
-        self._inflight.release()
 
     def publish(
         self,
@@ -741,21 +617,27 @@ class Client:
 
         Raises:
             AckTimeoutError: no ack within ``timeout`` (default ``ack_timeout``).
-            IncorrectOffsetError, ReadonlyPartitionError, NoSuchPartitionError,
-            MessageTooLargeError, EncryptionError: the server refused it.
+            IncorrectOffsetError: ``expected_offset`` did not match.
+            ReadonlyPartitionError: the partition is readonly.
+            NoSuchPartitionError: the stream has no such partition.
+            MessageTooLargeError: the message is too large for the server.
+            EncryptionError: the server could not encrypt the message.
             UnavailableError: the connection broke before the ack arrived.
         """
-        future = self.publish_async(
+        # Written at once rather than by the writer: the caller waits anyway,
+        # and a hand-off to another thread would add to its latency.
+        future = self._publishing.publish(
             stream,
             value,
-            key=key,
-            headers=headers,
-            partition=partition,
-            partitioner=partitioner,
-            ack_policy=ack_policy,
-            expected_offset=expected_offset,
-            correlation_id=correlation_id,
-            timeout=timeout,
+            key,
+            headers,
+            partition,
+            partitioner,
+            ack_policy,
+            expected_offset,
+            correlation_id,
+            timeout,
+            write_now=True,
         )
         result: Ack | None = wait_future(future)
         return result
@@ -766,16 +648,7 @@ class Client:
         Raises:
             DeadlineExceededError: ``timeout`` passed first.
         """
-        deadline = None if timeout is None else monotonic() + timeout
-        futures = [f for p in list(self._publishers.values()) for f in p.pending_futures()]
-        for future in futures:
-            remaining = None if deadline is None else max(0.0, deadline - monotonic())
-            try:
-                wait_future(future, remaining)
-            except LiftbridgeError:
-                pass  # reported through that publish's own future (AckTimeoutError too)
-            except TimeoutError:
-                raise DeadlineExceededError("flush timed out with publishes pending") from None
+        self._publishing.flush(timeout)
 
     def publish_to_subject(
         self,
@@ -799,9 +672,9 @@ class Client:
             key=None if key is None else to_bytes(key, "key"),
             headers=headers,
             ack_policy=policy,
-            correlation_id=correlation_id or uuid.uuid4().hex,
+            correlation_id=correlation_id or self._publishing.ids.next(),
         )
-        wait = self._ack_timeout if timeout is None else timeout
+        wait = self._publishing.ack_timeout if timeout is None else timeout
         response = self._call_any(
             "PublishToSubject", request, api_pb2.PublishToSubjectResponse, wait
         )
@@ -835,10 +708,36 @@ class Client:
         ``stop_at``: None (follow forever), ``"latest"``, an offset or a
         ``datetime``; the iteration ends there.
 
+        Use it as ``with client.subscribe(...) as sub:``, or
+        ``sub = client.subscribe(...)`` and close it yourself.
+
         Raises:
             NoSuchPartitionError: no such stream or partition.
             UnavailableError: no leader (or in-sync replica) could be reached.
         """
+        return _opening.opening(
+            self._subscribe(
+                stream,
+                partition=partition,
+                start_at=start_at,
+                stop_at=stop_at,
+                read_isr_replica=read_isr_replica,
+                resume=resume,
+                timeout=timeout,
+            )
+        )
+
+    def _subscribe(
+        self,
+        stream: str,
+        *,
+        partition: int,
+        start_at: StartAt,
+        stop_at: StopAt,
+        read_isr_replica: bool,
+        resume: bool,
+        timeout: float | None,
+    ) -> Subscription:
         self._check_open()
         request = subscribe_request(
             stream,
@@ -869,9 +768,33 @@ class Client:
         """Subscribe to every partition of a stream; one iterator of all their messages.
 
         Order holds within each partition. ``buffer`` bounds the messages
-        held unread (backpressure applies beyond it). Other arguments are as
-        for :meth:`subscribe`, applied to each partition.
+        held unread (backpressure applies beyond it). Other arguments, and
+        the ways to use the result, are as for :meth:`subscribe`, applied to
+        each partition.
         """
+        return _opening.opening(
+            self._subscribe_all(
+                stream,
+                start_at=start_at,
+                stop_at=stop_at,
+                read_isr_replica=read_isr_replica,
+                resume=resume,
+                buffer=buffer,
+                timeout=timeout,
+            )
+        )
+
+    def _subscribe_all(
+        self,
+        stream: str,
+        *,
+        start_at: StartAt,
+        stop_at: StopAt,
+        read_isr_replica: bool,
+        resume: bool,
+        buffer: int,
+        timeout: float | None,
+    ) -> MergedSubscription:
         self._check_open()
         # One deadline for the lookup and every partition's subscription.
         deadline = monotonic() + (self._timeout if timeout is None else timeout)
@@ -881,7 +804,7 @@ class Client:
         try:
             for partition in partitions:
                 subscriptions.append(
-                    self.subscribe(
+                    self._subscribe(
                         stream,
                         partition=partition,
                         start_at=start_at,
@@ -915,9 +838,23 @@ class Client:
         out (a Raft timeout, a new metadata leader) it publishes the same event
         again, with the same :attr:`ActivityEvent.id`. With ``deduplicate``
         (the default) the iterator drops every event whose id is not greater
-        than the last one it yielded, so each change is seen once.
+        than the last one it yielded, so each change is seen once. The result
+        is used as that of :meth:`subscribe`.
         """
-        subscription = self.subscribe(_ACTIVITY_STREAM, start_at=start_at, timeout=timeout)
+        return _opening.opening(self._activity(start_at, deduplicate, timeout))
+
+    def _activity(
+        self, start_at: StartAt, deduplicate: bool, timeout: float | None
+    ) -> ActivityStream:
+        subscription = self._subscribe(
+            _ACTIVITY_STREAM,
+            partition=0,
+            start_at=start_at,
+            stop_at=None,
+            read_isr_replica=False,
+            resume=False,
+            timeout=timeout,
+        )
         return ActivityStream(subscription, deduplicate=deduplicate)
 
     # -------------------------------------------------------------- cursors
@@ -1015,6 +952,9 @@ class Client:
         """
         if self._closed:
             raise ClientClosedError("the client is closed")
+        # Imported here: consumer groups load only for programs that use them.
+        from ._consumer import Consumer
+
         return Consumer(
             self,
             group_id,

@@ -3,18 +3,15 @@
 ``install`` finds or builds ``liftbridge`` and ``nats-server`` and prints
 ``LIFTBRIDGE_BIN=<path>`` and ``NATS_SERVER_BIN=<path>`` lines (shell syntax).
 ``serve`` runs a single node (or ``--nodes N`` cluster) until interrupted and
-prints the address(es) to connect to.
+prints the address(es) to connect to (the same as ``pyliftbridge serve``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from ._errors import ServerStartupError, ServerUnavailableError
 
@@ -28,31 +25,10 @@ def _install() -> int:
 
 
 def _serve(nodes: int, log_level: str, keep_data: bool) -> int:
-    from ._server import LiftbridgeCluster, LiftbridgeServer
+    # The same command as ``pyliftbridge serve``.
+    from ..cli._serve import serve
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    server: LiftbridgeServer | LiftbridgeCluster
-    if nodes == 1:
-        server = LiftbridgeServer(log_level=log_level, keep_data=keep_data)
-    else:
-        server = LiftbridgeCluster(nodes, log_level=log_level, keep_data=keep_data)
-    with server:
-        print(f"Liftbridge ready: {','.join(server.addresses)}", flush=True)
-        print(f"NATS: {server.nats_url}", flush=True)
-        print(f"Work dir: {server.work_dir}", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        print("Stopping.", flush=True)
-    return 0
+    return serve(nodes, log_level=log_level, keep_data=keep_data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

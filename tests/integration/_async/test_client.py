@@ -255,6 +255,32 @@ async def test_start_positions(liftbridge, name):
             assert (message.offset, message.value) == (5, b"fresh")
 
 
+async def test_subscribe_with_and_without_await(liftbridge, name):
+    # Both spellings: the result of subscribe() is a context manager as it
+    # is (httpx/aiokafka style), and awaiting it first keeps working.
+    async with AsyncClient(liftbridge.address) as client:
+        await client.create_stream(f"{name}.subj", name)
+        for i in range(3):
+            await client.publish(name, b"%d" % i)
+        async with client.subscribe(name, start_at="earliest") as sub:
+            assert [m.value for m in await take(sub, 3)] == [b"0", b"1", b"2"]
+        # Leaving the block closed it: iteration ends at once.
+        assert await drain(sub) == []
+        async with await client.subscribe(name, start_at="earliest", stop_at=1) as sub:
+            assert [m.offset for m in await drain(sub)] == [0, 1]
+        sub = await client.subscribe(name, start_at="latest", stop_at="latest")
+        try:
+            assert [m.offset for m in await drain(sub)] == [2]
+        finally:
+            await sub.close()
+        with pytest.raises(NoSuchPartitionError):
+            async with client.subscribe(name, partition=5):
+                pass
+        with pytest.raises(NoSuchStreamError):
+            async with client.subscribe_all(f"{name}-missing"):
+                pass
+
+
 async def test_stop_positions(liftbridge, name):
     async with AsyncClient(liftbridge.address) as client:
         await client.create_stream(f"{name}.subj", name)
@@ -357,7 +383,7 @@ async def test_activity_stream(liftbridge, name):
         await client.delete_stream(name)
         seen = []
         ids = []
-        async with await client.activity(start_at="earliest") as events:
+        async with client.activity(start_at="earliest") as events:
             async for event in events:
                 ids.append(event.id)
                 if event.stream == name:
@@ -399,7 +425,7 @@ async def test_subscribe_all_partitions(liftbridge, name):
         await client.create_stream(f"{name}.subj", name, partitions=3)
         for i in range(30):
             await client.publish(name, b"%d" % i, partition=i % 3)
-        async with await client.subscribe_all(
+        async with client.subscribe_all(
             name, start_at="earliest", stop_at="latest", buffer=4
         ) as merged:
             assert merged.partitions == [0, 1, 2]
@@ -408,3 +434,25 @@ async def test_subscribe_all_partitions(liftbridge, name):
         for partition in range(3):
             offsets = [m.offset for m in messages if m.partition == partition]
             assert offsets == list(range(10))
+
+
+async def test_publish_refused_with_not_found_is_sent_again_until_the_stream_exists(
+    liftbridge, name
+):
+    # A broker that has not applied a stream's creation yet answers NOT_FOUND
+    # (a cluster right after create_stream); here the stream is created just
+    # after the publish left, which the server answers the same way. The
+    # refused message was never written, so the client sends it again.
+    async with AsyncClient(liftbridge.address, ack_timeout=5) as client:
+        started = monotonic()
+        future = await client.publish_async(name, b"early", partition=0)
+        await sleep(0.02)
+        await client.create_stream(f"{name}.subj", name)
+        ack = await wait_future(future, 5)
+        assert ack is not None and ack.offset == 0
+        assert monotonic() - started < 2
+        subscription = await client.subscribe(name, start_at="earliest", stop_at="latest")
+        assert [m.value for m in await drain(subscription)] == [b"early"]
+        # A stream that never comes still fails, after the retries.
+        with pytest.raises(NoSuchPartitionError):
+            await client.publish(f"{name}-never", b"x")

@@ -257,6 +257,32 @@ def test_start_positions(liftbridge, name):
             assert (message.offset, message.value) == (5, b"fresh")
 
 
+def test_subscribe_with_and_without_await(liftbridge, name):
+    # Both spellings: the result of subscribe() is a context manager as it
+    # is (httpx/aiokafka style), and awaiting it first keeps working.
+    with Client(liftbridge.address) as client:
+        client.create_stream(f"{name}.subj", name)
+        for i in range(3):
+            client.publish(name, b"%d" % i)
+        with client.subscribe(name, start_at="earliest") as sub:
+            assert [m.value for m in take(sub, 3)] == [b"0", b"1", b"2"]
+        # Leaving the block closed it: iteration ends at once.
+        assert drain(sub) == []
+        with client.subscribe(name, start_at="earliest", stop_at=1) as sub:
+            assert [m.offset for m in drain(sub)] == [0, 1]
+        sub = client.subscribe(name, start_at="latest", stop_at="latest")
+        try:
+            assert [m.offset for m in drain(sub)] == [2]
+        finally:
+            sub.close()
+        with pytest.raises(NoSuchPartitionError):
+            with client.subscribe(name, partition=5):
+                pass
+        with pytest.raises(NoSuchStreamError):
+            with client.subscribe_all(f"{name}-missing"):
+                pass
+
+
 def test_stop_positions(liftbridge, name):
     with Client(liftbridge.address) as client:
         client.create_stream(f"{name}.subj", name)
@@ -410,3 +436,25 @@ def test_subscribe_all_partitions(liftbridge, name):
         for partition in range(3):
             offsets = [m.offset for m in messages if m.partition == partition]
             assert offsets == list(range(10))
+
+
+def test_publish_refused_with_not_found_is_sent_again_until_the_stream_exists(
+    liftbridge, name
+):
+    # A broker that has not applied a stream's creation yet answers NOT_FOUND
+    # (a cluster right after create_stream); here the stream is created just
+    # after the publish left, which the server answers the same way. The
+    # refused message was never written, so the client sends it again.
+    with Client(liftbridge.address, ack_timeout=5) as client:
+        started = monotonic()
+        future = client.publish_async(name, b"early", partition=0)
+        sleep(0.02)
+        client.create_stream(f"{name}.subj", name)
+        ack = wait_future(future, 5)
+        assert ack is not None and ack.offset == 0
+        assert monotonic() - started < 2
+        subscription = client.subscribe(name, start_at="earliest", stop_at="latest")
+        assert [m.value for m in drain(subscription)] == [b"early"]
+        # A stream that never comes still fails, after the retries.
+        with pytest.raises(NoSuchPartitionError):
+            client.publish(f"{name}-never", b"x")
