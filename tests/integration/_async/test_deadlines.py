@@ -28,6 +28,7 @@ from pyliftbridge import (
     AckPolicy,
     AsyncClient,
     InvalidArgumentError,
+    KeyPartitioner,
     LiftbridgeError,
 )
 from pyliftbridge._async._backend import monotonic, spawn, wait_future
@@ -122,6 +123,12 @@ def calls_against(client, consumer, checkpointer, name, tag):
         ("pause_stream", lambda: client.pause_stream(f"{name}-none", timeout=T)),
         ("set_stream_readonly", lambda: client.set_stream_readonly(f"{name}-none", timeout=T)),
         ("publish", lambda: client.publish(f"{name}-pub", b"z", timeout=T)),
+        (
+            "publish (partitioner)",
+            lambda: client.publish(
+                f"{name}-pub", b"k", key=b"k", partitioner=KeyPartitioner(), timeout=T
+            ),
+        ),
         ("publish_async (its future)", publish_async_and_wait),
         ("flush", flush_with_pending),
         ("publish_to_subject", lambda: client.publish_to_subject(f"{name}-pub.s", b"w", timeout=T)),
