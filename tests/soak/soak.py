@@ -34,6 +34,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -185,6 +186,12 @@ async def async_churn(address: str, stream: str, stop: threading.Event, stats: F
 # ---------------------------------------------------------------------- driver
 
 
+def _where(exc: BaseException) -> str:
+    """`` at <line of this file>``: which call of a worker failed."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == __file__]
+    return f" at `{frames[-1].line}`" if frames else ""
+
+
 def _median(samples: list[Sample], name: str) -> float:
     return float(statistics.median(getattr(s, name) for s in samples))
 
@@ -204,7 +211,7 @@ async def _soak(address: str, seconds: float, prefix: str, rss_growth_mib: float
             try:
                 fn(*args)
             except Exception as exc:
-                flavours["sync"].errors.append(f"{fn.__name__}: {exc!r}")
+                flavours["sync"].errors.append(f"{fn.__name__}{_where(exc)}: {exc!r}")
 
         return run
 
@@ -219,7 +226,7 @@ async def _soak(address: str, seconds: float, prefix: str, rss_growth_mib: float
         try:
             await fn(address, streams["async"], stop, flavours["async"])
         except Exception as exc:
-            flavours["async"].errors.append(f"{fn.__name__}: {exc!r}")
+            flavours["async"].errors.append(f"{fn.__name__}{_where(exc)}: {exc!r}")
 
     start = time.monotonic()
     for thread in threads:
