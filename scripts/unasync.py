@@ -31,6 +31,7 @@ FILES = [
     ("tests/integration/_async/test_cluster.py", "tests/integration/_sync/test_cluster.py"),
     ("tests/integration/_async/test_consumer.py", "tests/integration/_sync/test_consumer.py"),
     ("tests/integration/_async/test_deadlines.py", "tests/integration/_sync/test_deadlines.py"),
+    ("tests/integration/_async/test_stats.py", "tests/integration/_sync/test_stats.py"),
 ]
 
 #: Whole-word substitutions, applied in order.

@@ -73,6 +73,10 @@ class AsyncSubscription:
         self.stream = request.stream
         #: Partition this subscription reads.
         self.partition = request.partition
+        #: Messages received so far (changed only by the reading task or thread).
+        self.messages_received = 0
+        #: Times it subscribed again.
+        self.resubscribes = 0
 
     @property
     def last_offset(self) -> int | None:
@@ -101,7 +105,11 @@ class AsyncSubscription:
                     timeout=deadline - monotonic(),
                 )
                 channel = self._client._channel(address)
-                call = await channel.server_stream(_SUBSCRIBE, payload)
+                try:
+                    call = await channel.server_stream(_SUBSCRIBE, payload)
+                except LiftbridgeError as exc:
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 try:
                     try:
                         handshake = await call.recv(timeout=max(0.0, deadline - monotonic()))
@@ -113,9 +121,14 @@ class AsyncSubscription:
                         raise ProtocolError("subscription ended before its handshake")
                     if handshake:
                         raise ProtocolError("subscribe handshake was not an empty message")
+                except LiftbridgeError as exc:
+                    call.close()
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 except BaseException:
                     call.close()
                     raise
+                self._client._count_rpc("Subscribe", None)
                 self._call = call
                 return
             except LiftbridgeError as exc:
@@ -126,9 +139,7 @@ class AsyncSubscription:
                     return
                 attempt += 1
                 if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
-                    log.debug(
-                        "subscribe to %s/%d: %s; retrying", self.stream, self.partition, error
-                    )
+                    log.debug("Subscribe %s/%d: %s; retrying", self.stream, self.partition, error)
                     # Jittered, so that many subscribers do not retry in step.
                     backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
                     await sleep(min(backoff, max(0.0, deadline - monotonic())))
@@ -175,6 +186,7 @@ class AsyncSubscription:
             # Everything that arrived at once is taken in one step (one lock,
             # one flow-control update) and handed out from here.
             self._buffer.extend(batch)
+            self.messages_received += len(batch)
 
     def _next_buffered(self) -> Message:
         try:
@@ -203,6 +215,7 @@ class AsyncSubscription:
                 break
             try:
                 await self._open(min(remaining, self._client._timeout))
+                self.resubscribes += 1
                 log.info(
                     "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
                 )

@@ -35,6 +35,7 @@ from .._requests import (
     subscribe_request,
     to_bytes,
 )
+from .._stats import ClientStats, SubscriptionStats, frozen_counts
 from ..errors import (
     ClientClosedError,
     DeadlineExceededError,
@@ -105,6 +106,10 @@ class AsyncClient:
             (a mapping or a function), for brokers behind NAT or advertising
             ``localhost``.
         options: transport settings (message sizes, windows, keepalive...).
+        stats_interval: seconds between calls of ``on_stats``.
+        on_stats: called with a :class:`~pyliftbridge.ClientStats` every
+            ``stats_interval`` seconds (from a background thread, or task),
+            like librdkafka's statistics callback; see :meth:`stats`.
     """
 
     def __init__(
@@ -119,6 +124,8 @@ class AsyncClient:
         max_inflight_publishes: int = 1024,
         address_map: AddressMap = None,
         options: ChannelOptions | None = None,
+        stats_interval: float | timedelta | None = None,
+        on_stats: Callable[[ClientStats], object] | None = None,
     ) -> None:
         seeds = [brokers] if isinstance(brokers, str) else list(brokers)
         if not seeds:
@@ -132,6 +139,12 @@ class AsyncClient:
             raise InvalidArgumentError("resubscribe_wait must not be negative")
         if max_inflight_publishes < 1:
             raise InvalidArgumentError("max_inflight_publishes must be at least 1")
+        if isinstance(stats_interval, timedelta):
+            stats_interval = stats_interval.total_seconds()
+        if (stats_interval is None) != (on_stats is None):
+            raise InvalidArgumentError("stats_interval and on_stats go together")
+        if stats_interval is not None and stats_interval <= 0:
+            raise InvalidArgumentError("stats_interval must be positive")
         self._seeds = seeds
         self._timeout = timeout
         self._tls = tls
@@ -150,6 +163,18 @@ class AsyncClient:
         self._expiry_due = Event()
         self._closed = False
         self._started = False
+        self._stats_interval = stats_interval
+        self._on_stats = on_stats
+        # Statistics kept here (all changed under ``_mutex``; the busy ones
+        # are kept by the publish streams, connections and subscriptions).
+        self._started_at = datetime.now(timezone.utc)
+        #: (method, status name) -> calls.
+        self._rpc_counts: dict[tuple[str, str], int] = {}
+        self._metadata_refreshes = 0
+        self._metadata_refresh_failures = 0
+        #: Messages and resubscribes of subscriptions already closed.
+        self._closed_consumed = 0
+        self._closed_resubscribes = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -198,6 +223,8 @@ class AsyncClient:
                 self._spawn_worker(self._ack_timeout_loop, name="ack-timeouts")
                 if self._refresh_interval is not None:
                     self._spawn_worker(self._refresh_loop, name="metadata-refresh")
+                if self._stats_interval is not None:
+                    self._spawn_worker(self._stats_loop, name="stats")
 
     def _spawn_worker(self, target: Callable[..., Any], *args: Any, name: str) -> None:
         with self._mutex:
@@ -242,12 +269,17 @@ class AsyncClient:
         response_type: type[_R],
         timeout: float,
     ) -> _R:
-        data = await self._channel(address).unary(
-            f"/proto.API/{method}",
-            request.SerializeToString(),
-            timeout=timeout,
-            send_deadline=method not in _LOCAL_DEADLINE_ONLY,
-        )
+        try:
+            data = await self._channel(address).unary(
+                f"/proto.API/{method}",
+                request.SerializeToString(),
+                timeout=timeout,
+                send_deadline=method not in _LOCAL_DEADLINE_ONLY,
+            )
+        except LiftbridgeError as exc:
+            self._count_rpc(method, exc)
+            raise
+        self._count_rpc(method, None)
         return parse(response_type, data)
 
     async def _call_any(
@@ -288,7 +320,7 @@ class AsyncClient:
                             raise
                         raise error from exc
                     last = error
-                    log.debug("%s on %s failed (%s), trying elsewhere", method, address, error)
+                    log.debug("%s on %s failed (%s); retrying elsewhere", method, address, error)
             remaining = deadline - monotonic()
             if remaining <= 0:
                 break
@@ -378,6 +410,7 @@ class AsyncClient:
                 error = map_rpc_error(method, exc)
                 attempt += 1
                 if isinstance(error, _RETRYABLE) and not self._closed and monotonic() < deadline:
+                    log.debug("%s on %s/%d failed (%s); retrying", method, stream, partition, error)
                     await sleep(min(0.05 * attempt, max(0.0, deadline - monotonic())))
                     continue
                 if error is exc:
@@ -389,11 +422,17 @@ class AsyncClient:
     ) -> Metadata:
         """Fetch metadata (all streams, or ``streams``), update the cache, return the answer."""
         request = api_pb2.FetchMetadataRequest(streams=list(streams))
-        response = await self._call_any(
-            "FetchMetadata", request, api_pb2.FetchMetadataResponse, timeout
-        )
+        try:
+            response = await self._call_any(
+                "FetchMetadata", request, api_pb2.FetchMetadataResponse, timeout
+            )
+        except LiftbridgeError:
+            with self._mutex:
+                self._metadata_refresh_failures += 1
+            raise
         fresh = Metadata.from_proto(response, datetime.now(timezone.utc))
         with self._mutex:
+            self._metadata_refreshes += 1
             if streams and self._metadata is not None:
                 self._metadata = self._metadata.merged(fresh)
             else:
@@ -410,6 +449,18 @@ class AsyncClient:
                 await self._refresh_metadata()
             except LiftbridgeError as exc:
                 log.warning("background metadata refresh failed: %s", exc)
+
+    async def _stats_loop(self) -> None:
+        interval = self._stats_interval
+        callback = self._on_stats
+        assert interval is not None and callback is not None
+        while not self._closed:
+            if await self._wakeup.wait(interval):
+                return
+            try:
+                callback(self.stats())
+            except Exception:  # the application's bug must not stop the statistics
+                log.exception("on_stats callback failed")
 
     async def _ack_timeout_loop(self) -> None:
         while not self._closed:
@@ -820,7 +871,57 @@ class AsyncClient:
 
     def _forget_subscription(self, subscription: AsyncSubscription) -> None:
         with self._mutex:
-            self._subscriptions.discard(subscription)
+            if subscription in self._subscriptions:
+                self._subscriptions.discard(subscription)
+                self._closed_consumed += subscription.messages_received
+                self._closed_resubscribes += subscription.resubscribes
+
+    # ---------------------------------------------------------- statistics
+
+    def _count_rpc(self, method: str, error: LiftbridgeError | None) -> None:
+        """Count one call of ``method`` that ended OK (``error`` None) or failed."""
+        if error is None:
+            status = "OK"
+        else:
+            code = error.code
+            status = type(error).__name__ if code is None else code.name
+        key = (method, status)
+        with self._mutex:
+            self._rpc_counts[key] = self._rpc_counts.get(key, 0) + 1
+
+    def stats(self) -> ClientStats:
+        """An immutable snapshot of this client's counters since it was created.
+
+        Cheap enough to call often (it adds up a few counters per broker and
+        per subscription); see :class:`~pyliftbridge.ClientStats`.
+        """
+        with self._mutex:
+            rpcs: dict[str, dict[str, int]] = {}
+            for (method, status), n in self._rpc_counts.items():
+                rpcs.setdefault(method, {})[status] = n
+            subscriptions = sorted(
+                self._subscriptions, key=lambda s: (s.stream, s.partition, id(s))
+            )
+            consumed = self._closed_consumed + sum(s.messages_received for s in subscriptions)
+            resubscribes = self._closed_resubscribes + sum(s.resubscribes for s in subscriptions)
+            channels = sorted(self._channels.items())
+            refreshes = self._metadata_refreshes
+            refresh_failures = self._metadata_refresh_failures
+        return ClientStats(
+            started_at=self._started_at,
+            taken_at=datetime.now(timezone.utc),
+            publishes=self._publishing.stats(),
+            rpcs=frozen_counts({m: frozen_counts(c) for m, c in rpcs.items()}),
+            brokers=tuple(channel.stats() for _, channel in channels),
+            metadata_refreshes=refreshes,
+            metadata_refresh_failures=refresh_failures,
+            resubscribes=resubscribes,
+            messages_consumed=consumed,
+            subscriptions=tuple(
+                SubscriptionStats(s.stream, s.partition, s.messages_received, s.resubscribes)
+                for s in subscriptions
+            ),
+        )
 
     def activity(
         self,

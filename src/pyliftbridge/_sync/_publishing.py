@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._ids import CorrelationIds
 from .._publish_codec import encode_publish_request
 from .._requests import to_bytes
+from .._stats import PublishCounters, PublishStats, frozen_counts
 from ..errors import (
     AckTimeoutError,
     DeadlineExceededError,
@@ -61,6 +62,8 @@ class Publishing:
         #: (stream, partition) -> publish stream, valid for the metadata in ``_routes_for``.
         self._routes: dict[tuple[str, int], PublishStream] = {}
         self._routes_for: Metadata | None = None
+        #: Publishes that failed before they were sent (changed under ``_mutex``).
+        self._counters = PublishCounters()
 
     def channel(self, address: str) -> Channel:
         """The client's channel to ``address`` (for the publish streams)."""
@@ -148,60 +151,94 @@ class Publishing:
         self._client._check_open()
         value_bytes = value if type(value) is bytes else to_bytes(value, "value")
         key_bytes = None if key is None else to_bytes(key, "key")
-        if partition is None or type(partition) is not int or partition < 0:
-            chosen = self._partition_for(
-                stream, key_bytes, value_bytes, partition, partitioner
-            )
-        else:
-            chosen = partition
-        cid = correlation_id or self.ids.next()
-        if not isinstance(cid, str):
-            raise InvalidArgumentError(f"correlation_id must be a str, not {type(cid).__name__}")
-        payload = encode_publish_request(
-            stream,
-            value_bytes,
-            key=key_bytes,
-            headers=headers,
-            partition=chosen,
-            ack_policy=ack_policy,
-            expected_offset=expected_offset,
-            correlation_id=cid,
-        )
-        wait = self.ack_timeout if timeout is None else timeout
-        if not self._inflight.acquire(wait):
-            raise AckTimeoutError(
-                f"no publish slot freed within {wait:.1f}s "
-                "(max_inflight_publishes publishes are awaiting acks)"
-            )
-        future: Future[Ack | None] = new_future()
-        pending = None
-        if ack_policy != AckPolicy.NONE:
-            pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait, payload)
-        tried: set[str] = set()
         try:
-            while True:
-                publisher = self._stream_for(stream, chosen, tried)
-                try:
-                    publisher.send(payload, pending, write_now=write_now)
-                    break
-                except UnavailableError:
-                    # send() fails only for a message that never left, so
-                    # another broker may take it.
-                    tried.add(publisher.address)
-                    with self._mutex:
-                        self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
-                        self._routes = {}
-                    if len(tried) >= len(self._client._broker_addresses()):
-                        raise
-        except BaseException:
-            self._inflight.release()
+            if partition is None or type(partition) is not int or partition < 0:
+                chosen = self._partition_for(
+                    stream, key_bytes, value_bytes, partition, partitioner
+                )
+            else:
+                chosen = partition
+            cid = correlation_id or self.ids.next()
+            if not isinstance(cid, str):
+                raise InvalidArgumentError(
+                    f"correlation_id must be a str, not {type(cid).__name__}"
+                )
+            payload = encode_publish_request(
+                stream,
+                value_bytes,
+                key=key_bytes,
+                headers=headers,
+                partition=chosen,
+                ack_policy=ack_policy,
+                expected_offset=expected_offset,
+                correlation_id=cid,
+            )
+            wait = self.ack_timeout if timeout is None else timeout
+            if not self._inflight.acquire(wait):
+                raise AckTimeoutError(
+                    f"no publish slot freed within {wait:.1f}s "
+                    "(max_inflight_publishes publishes are awaiting acks)"
+                )
+            future: Future[Ack | None] = new_future()
+            pending = None
+            if ack_policy != AckPolicy.NONE:
+                now = monotonic()
+                pending = PendingPublish(future, stream, chosen, cid, now + wait, payload, now)
+            tried: set[str] = set()
+            try:
+                while True:
+                    publisher = self._stream_for(stream, chosen, tried)
+                    try:
+                        publisher.send(payload, pending, write_now=write_now)
+                        break
+                    except UnavailableError:
+                        # send() fails only for a message that never left, so
+                        # another broker may take it.
+                        tried.add(publisher.address)
+                        with self._mutex:
+                            self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
+                            self._routes = {}
+                        if len(tried) >= len(self._client._broker_addresses()):
+                            raise
+            except BaseException:
+                self._inflight.release()
+                raise
+            if pending is None:
+                # AckPolicy.NONE: done once written; the ack-timeout worker (which
+                # wakes at least every 250 ms) only ever sees publishes that wait.
+                self._inflight.release()
+                future.set_result(None)
+            return future
+        except LiftbridgeError as exc:
+            # Failed before it was sent: nothing else counts it.
+            with self._mutex:
+                self._counters.fail(type(exc))
             raise
-        if pending is None:
-            # AckPolicy.NONE: done once written; the ack-timeout worker (which
-            # wakes at least every 250 ms) only ever sees publishes that wait.
-            self._inflight.release()
-            future.set_result(None)
-        return future
+
+    def count_rpc(self, method: str, error: LiftbridgeError | None) -> None:
+        """Count one call of ``method`` (see ``Client._count_rpc``)."""
+        self._client._count_rpc(method, error)
+
+    def stats(self) -> PublishStats:
+        """The publish counters of every stream, added up."""
+        total = PublishCounters()
+        with self._mutex:
+            total.add(self._counters)
+            streams = list(self._streams.values())
+        in_flight = 0
+        for publisher in streams:
+            counters, pending = publisher.stats()
+            total.add(counters)
+            in_flight += pending
+        return PublishStats(
+            sent=total.sent,
+            sent_without_ack=total.no_ack,
+            resent=total.resent,
+            acked=total.acked,
+            failed=frozen_counts(total.failed),
+            in_flight=in_flight,
+            ack_latency=total.latency.summary(),
+        )
 
     def resolve(
         self, pending: PendingPublish, ack: Ack | None, error: LiftbridgeError | None = None

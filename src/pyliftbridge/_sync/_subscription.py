@@ -75,6 +75,10 @@ class Subscription:
         self.stream = request.stream
         #: Partition this subscription reads.
         self.partition = request.partition
+        #: Messages received so far (changed only by the reading task or thread).
+        self.messages_received = 0
+        #: Times it subscribed again.
+        self.resubscribes = 0
 
     @property
     def last_offset(self) -> int | None:
@@ -103,7 +107,11 @@ class Subscription:
                     timeout=deadline - monotonic(),
                 )
                 channel = self._client._channel(address)
-                call = channel.server_stream(_SUBSCRIBE, payload)
+                try:
+                    call = channel.server_stream(_SUBSCRIBE, payload)
+                except LiftbridgeError as exc:
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 try:
                     try:
                         handshake = call.recv(timeout=max(0.0, deadline - monotonic()))
@@ -115,9 +123,14 @@ class Subscription:
                         raise ProtocolError("subscription ended before its handshake")
                     if handshake:
                         raise ProtocolError("subscribe handshake was not an empty message")
+                except LiftbridgeError as exc:
+                    call.close()
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 except BaseException:
                     call.close()
                     raise
+                self._client._count_rpc("Subscribe", None)
                 self._call = call
                 return
             except LiftbridgeError as exc:
@@ -128,9 +141,7 @@ class Subscription:
                     return
                 attempt += 1
                 if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
-                    log.debug(
-                        "subscribe to %s/%d: %s; retrying", self.stream, self.partition, error
-                    )
+                    log.debug("Subscribe %s/%d: %s; retrying", self.stream, self.partition, error)
                     # Jittered, so that many subscribers do not retry in step.
                     backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
                     sleep(min(backoff, max(0.0, deadline - monotonic())))
@@ -177,6 +188,7 @@ class Subscription:
             # Everything that arrived at once is taken in one step (one lock,
             # one flow-control update) and handed out from here.
             self._buffer.extend(batch)
+            self.messages_received += len(batch)
 
     def _next_buffered(self) -> Message:
         try:
@@ -205,6 +217,7 @@ class Subscription:
                 break
             try:
                 self._open(min(remaining, self._client._timeout))
+                self.resubscribes += 1
                 log.info(
                     "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
                 )
