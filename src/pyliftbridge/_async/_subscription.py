@@ -77,6 +77,7 @@ class AsyncSubscription:
         self.messages_received = 0
         #: Times it subscribed again.
         self.resubscribes = 0
+        self._telemetry = client._telemetry
 
     @property
     def last_offset(self) -> int | None:
@@ -196,6 +197,9 @@ class AsyncSubscription:
             self._finish()
             raise
         self._last_offset = message.offset
+        telemetry = self._telemetry
+        if telemetry is not None and telemetry.receive_spans:
+            telemetry.received(message)
         return message
 
     def take_buffered(self, limit: int) -> list[Message]:

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
@@ -64,6 +65,7 @@ from ._subscription import AsyncMergedSubscription, AsyncSubscription
 from .channel import AsyncChannel
 
 if TYPE_CHECKING:
+    from ..telemetry import Telemetry
     from ._consumer import AsyncConsumer
 
 __all__ = ["AsyncClient"]
@@ -110,6 +112,9 @@ class AsyncClient:
         on_stats: called with a :class:`~pyliftbridge.ClientStats` every
             ``stats_interval`` seconds (from a background thread, or task),
             like librdkafka's statistics callback; see :meth:`stats`.
+        telemetry: OpenTelemetry spans, trace context in message headers and
+            metrics (a :class:`pyliftbridge.telemetry.Telemetry`; needs the
+            ``otel`` extra). None: nothing is traced.
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class AsyncClient:
         options: ChannelOptions | None = None,
         stats_interval: float | timedelta | None = None,
         on_stats: Callable[[ClientStats], object] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         seeds = [brokers] if isinstance(brokers, str) else list(brokers)
         if not seeds:
@@ -175,6 +181,9 @@ class AsyncClient:
         #: Messages and resubscribes of subscriptions already closed.
         self._closed_consumed = 0
         self._closed_resubscribes = 0
+        self._telemetry = telemetry
+        if telemetry is not None:
+            telemetry.attach(self.stats)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -269,13 +278,15 @@ class AsyncClient:
         response_type: type[_R],
         timeout: float,
     ) -> _R:
+        telemetry = self._telemetry
         try:
-            data = await self._channel(address).unary(
-                f"/proto.API/{method}",
-                request.SerializeToString(),
-                timeout=timeout,
-                send_deadline=method not in _LOCAL_DEADLINE_ONLY,
-            )
+            with nullcontext() if telemetry is None else telemetry.rpc(method, address):
+                data = await self._channel(address).unary(
+                    f"/proto.API/{method}",
+                    request.SerializeToString(),
+                    timeout=timeout,
+                    send_deadline=method not in _LOCAL_DEADLINE_ONLY,
+                )
         except LiftbridgeError as exc:
             self._count_rpc(method, exc)
             raise

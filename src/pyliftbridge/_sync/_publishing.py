@@ -151,6 +151,10 @@ class Publishing:
         self._client._check_open()
         value_bytes = value if type(value) is bytes else to_bytes(value, "value")
         key_bytes = None if key is None else to_bytes(key, "key")
+        telemetry = self._client._telemetry
+        span = None
+        if telemetry is not None:
+            span, headers = telemetry.publish_started(stream, headers, len(value_bytes))
         try:
             if partition is None or type(partition) is not int or partition < 0:
                 chosen = self._partition_for(
@@ -163,6 +167,8 @@ class Publishing:
                 raise InvalidArgumentError(
                     f"correlation_id must be a str, not {type(cid).__name__}"
                 )
+            if span is not None:
+                telemetry.publish_routed(span, chosen, cid)  # type: ignore[union-attr]
             payload = encode_publish_request(
                 stream,
                 value_bytes,
@@ -208,11 +214,16 @@ class Publishing:
                 # wakes at least every 250 ms) only ever sees publishes that wait.
                 self._inflight.release()
                 future.set_result(None)
+            if span is not None:
+                telemetry.publish_sent(span, future)  # type: ignore[union-attr]
             return future
-        except LiftbridgeError as exc:
+        except BaseException as exc:
             # Failed before it was sent: nothing else counts it.
-            with self._mutex:
-                self._counters.fail(type(exc))
+            if isinstance(exc, LiftbridgeError):
+                with self._mutex:
+                    self._counters.fail(type(exc))
+            if span is not None:
+                telemetry.publish_failed(span, exc)  # type: ignore[union-attr]
             raise
 
     def count_rpc(self, method: str, error: LiftbridgeError | None) -> None:

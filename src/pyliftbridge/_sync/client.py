@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
@@ -66,6 +67,7 @@ from ._subscription import MergedSubscription, Subscription
 from .channel import Channel
 
 if TYPE_CHECKING:
+    from ..telemetry import Telemetry
     from ._consumer import Consumer
 
 __all__ = ["Client"]
@@ -112,6 +114,9 @@ class Client:
         on_stats: called with a :class:`~pyliftbridge.ClientStats` every
             ``stats_interval`` seconds (from a background thread, or task),
             like librdkafka's statistics callback; see :meth:`stats`.
+        telemetry: OpenTelemetry spans, trace context in message headers and
+            metrics (a :class:`pyliftbridge.telemetry.Telemetry`; needs the
+            ``otel`` extra). None: nothing is traced.
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class Client:
         options: ChannelOptions | None = None,
         stats_interval: float | timedelta | None = None,
         on_stats: Callable[[ClientStats], object] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         seeds = [brokers] if isinstance(brokers, str) else list(brokers)
         if not seeds:
@@ -177,6 +183,9 @@ class Client:
         #: Messages and resubscribes of subscriptions already closed.
         self._closed_consumed = 0
         self._closed_resubscribes = 0
+        self._telemetry = telemetry
+        if telemetry is not None:
+            telemetry.attach(self.stats)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -271,13 +280,15 @@ class Client:
         response_type: type[_R],
         timeout: float,
     ) -> _R:
+        telemetry = self._telemetry
         try:
-            data = self._channel(address).unary(
-                f"/proto.API/{method}",
-                request.SerializeToString(),
-                timeout=timeout,
-                send_deadline=method not in _LOCAL_DEADLINE_ONLY,
-            )
+            with nullcontext() if telemetry is None else telemetry.rpc(method, address):
+                data = self._channel(address).unary(
+                    f"/proto.API/{method}",
+                    request.SerializeToString(),
+                    timeout=timeout,
+                    send_deadline=method not in _LOCAL_DEADLINE_ONLY,
+                )
         except LiftbridgeError as exc:
             self._count_rpc(method, exc)
             raise

@@ -1,0 +1,60 @@
+"""The latency histogram behind ``ClientStats.publishes.ack_latency``."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from pyliftbridge._stats import LatencyHistogram, PublishCounters, _bucket_high, _bucket_of
+
+
+def test_buckets_are_contiguous_and_bounded() -> None:
+    previous = -1
+    for us in [*range(5000), *(random.randrange(1 << 36) for _ in range(2000))]:
+        index = _bucket_of(us)
+        assert _bucket_high(index) >= us
+        low = _bucket_high(index - 1) + 1 if index else 0
+        assert low <= us
+        # Each bucket is narrow: 1/16 of its value at most.
+        assert _bucket_high(index) - low <= max(1, us // 16)
+    for index in range(_bucket_of((1 << 36) - 1) + 1):
+        high = _bucket_high(index)
+        assert high > previous
+        previous = high
+    assert len(LatencyHistogram().buckets) == _bucket_of((1 << 36) - 1) + 1
+
+
+def test_percentiles_are_within_the_bucket_width() -> None:
+    rng = random.Random(7)
+    values = [rng.lognormvariate(-7, 1.5) for _ in range(20000)]
+    histogram = LatencyHistogram()
+    for value in values:
+        histogram.record(value)
+    exact = sorted(int(v * 1e6) for v in values)
+    for fraction in (0.5, 0.9, 0.99, 0.999):
+        truth = exact[int(fraction * len(exact) + 0.999999) - 1]
+        assert abs(histogram.percentile(fraction) - truth) <= truth / 16 + 1
+    summary = histogram.summary()
+    assert summary.count == 20000
+    assert summary.min == timedelta(microseconds=exact[0])
+    assert summary.max == timedelta(microseconds=exact[-1])
+
+
+def test_out_of_range_values_are_clamped_and_empty_is_zero() -> None:
+    histogram = LatencyHistogram()
+    assert histogram.summary().p99 == timedelta(0)
+    histogram.record(-1.0)
+    histogram.record(10**9)
+    assert histogram.min_us == 0
+    assert histogram.max_us == (1 << 36) - 1
+    assert histogram.summary().count == 2
+
+
+def test_counters_add_up() -> None:
+    a, b = PublishCounters(), PublishCounters()
+    a.sent, b.sent = 2, 3
+    a.fail(TimeoutError)
+    b.fail(TimeoutError, 2)
+    b.latency.record(0.001)
+    a.add(b)
+    assert (a.sent, a.failed, a.latency.count) == (5, {"TimeoutError": 3}, 1)
