@@ -32,6 +32,7 @@ FILES = [
     ("tests/integration/_async/test_consumer.py", "tests/integration/_sync/test_consumer.py"),
     ("tests/integration/_async/test_deadlines.py", "tests/integration/_sync/test_deadlines.py"),
     ("tests/integration/_async/test_stats.py", "tests/integration/_sync/test_stats.py"),
+    ("tests/integration/_async/test_telemetry.py", "tests/integration/_sync/test_telemetry.py"),
 ]
 
 #: Whole-word substitutions, applied in order.
