@@ -84,6 +84,41 @@ class LatencyHistogram:
         self.min_us = min(self.min_us, us)
         self.max_us = max(self.max_us, us)
 
+    def record_since(self, now: float, starts: list[float]) -> None:
+        """Add the durations from each of ``starts`` to ``now`` (seconds).
+
+        One call per batch of acks: the per-value work is a few integer
+        operations on locals.
+        """
+        if not starts:
+            return
+        buckets = self.buckets
+        total = 0
+        low = _MAX_US
+        high = 0
+        for start in starts:
+            us = int((now - start) * 1_000_000)
+            if us < _LINEAR:
+                if us < 0:
+                    us = 0
+                buckets[us] += 1
+            else:
+                if us > _MAX_US:
+                    us = _MAX_US
+                shift = us.bit_length() - _SUB_BITS - 1
+                buckets[(shift << _SUB_BITS) + (us >> shift)] += 1
+            total += us
+            if us < low:
+                low = us
+            if us > high:
+                high = us
+        self.count += len(starts)
+        self.total_us += total
+        if low < self.min_us:
+            self.min_us = low
+        if high > self.max_us:
+            self.max_us = high
+
     def merge(self, other: LatencyHistogram) -> None:
         """Add every value of ``other``."""
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]

@@ -58,3 +58,21 @@ def test_counters_add_up() -> None:
     b.latency.record(0.001)
     a.add(b)
     assert (a.sent, a.failed, a.latency.count) == (5, {"TimeoutError": 3}, 1)
+
+
+def test_batch_recording_matches_one_at_a_time() -> None:
+    rng = random.Random(3)
+    now = 1000.0
+    starts = [now - rng.choice([0.0, 1e-6, 3e-5, 0.002, 0.5, 30.0, 1e6]) for _ in range(500)]
+    one, batch = LatencyHistogram(), LatencyHistogram()
+    for start in starts:
+        one.record(now - start)
+    batch.record_since(now, starts)
+    batch.record_since(now, [])
+    assert batch.buckets == one.buckets
+    assert (batch.count, batch.total_us, batch.min_us, batch.max_us) == (
+        one.count,
+        one.total_us,
+        one.min_us,
+        one.max_us,
+    )

@@ -187,12 +187,11 @@ class PublishStream:
         answers = [read_publish_response(data) for data in payloads]
         answered = []
         retry = []
-        now = monotonic()
         with self._mutex:
             pop = self._pending.pop
             counters = self._counters
-            record = counters.latency.record
-            acked = 0
+            started: list[float] = []
+            acked = started.append
             for answer in answers:
                 # None: timed out already, or an ack for another client's inbox.
                 pending = pop(answer[0], None)
@@ -200,15 +199,15 @@ class PublishStream:
                     continue
                 error = answer[3]
                 if error is None:
-                    acked += 1
-                    record(now - pending.sent_at)
+                    acked(pending.sent_at)
                 elif type(error) is NoSuchPartitionError and self._may_retry(pending):
                     retry.append(pending)
                     continue
                 else:
                     counters.fail(type(error))
                 answered.append((pending, answer))
-            counters.acked += acked
+            counters.acked += len(started)
+            counters.latency.record_since(monotonic(), started)
             self._retrying.extend(retry)
         if retry:
             self._owner.wake_for_retries()
