@@ -99,25 +99,19 @@ class LatencyHistogram:
         for start in starts:
             us = int((now - start) * 1_000_000)
             if us < _LINEAR:
-                if us < 0:
-                    us = 0
+                us = max(us, 0)
                 buckets[us] += 1
             else:
-                if us > _MAX_US:
-                    us = _MAX_US
+                us = min(us, _MAX_US)
                 shift = us.bit_length() - _SUB_BITS - 1
                 buckets[(shift << _SUB_BITS) + (us >> shift)] += 1
             total += us
-            if us < low:
-                low = us
-            if us > high:
-                high = us
+            low = min(low, us)
+            high = max(high, us)
         self.count += len(starts)
         self.total_us += total
-        if low < self.min_us:
-            self.min_us = low
-        if high > self.max_us:
-            self.max_us = high
+        self.min_us = min(self.min_us, low)
+        self.max_us = max(self.max_us, high)
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every value of ``other``."""

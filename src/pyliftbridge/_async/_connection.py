@@ -37,7 +37,7 @@ from ..errors import (
 
 __all__ = ["SEND_HIGH_WATER", "AsyncCall"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.transport")
 
 #: Outbound bytes a call may have queued before ``send`` waits for the window.
 SEND_HIGH_WATER = 1024 * 1024
@@ -462,7 +462,7 @@ class _AsyncConnection(asyncio.Protocol):
                     if ended:
                         sink.on_end(error)
                 except Exception:  # a sink's bug must not break the protocol
-                    log.exception("pyliftbridge message sink failed")
+                    log.exception("message sink on %s:%d failed", self.host, self.port)
 
     def _fail(self, message: str, *, lost: bool = True) -> None:
         if self.dead is None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PendingPublish", "PublishStream"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.publish")
 
 _PUBLISH_ASYNC = "/proto.API/PublishAsync"
 
@@ -122,7 +122,7 @@ class PublishStream:
                 self._owner.count_rpc("PublishAsync", exc)
                 raise
             self._owner.count_rpc("PublishAsync", None)
-            log.debug("opened a publish stream to %s", self.address)
+            log.debug("PublishAsync: opened a publish stream to %s", self.address)
             self._call = call
             # Acks are resolved where they are read (the reader thread, or
             # the protocol callback), not handed to another thread or task.
@@ -262,7 +262,7 @@ class PublishStream:
                 self._counters.fail(UnavailableError, len(lost))
         if lost:
             log.info(
-                "publish stream to %s broke with %d publishes awaiting acks: %s",
+                "PublishAsync: publish stream to %s broke with %d publishes awaiting acks: %s",
                 self.address,
                 len(lost),
                 error,
@@ -334,7 +334,7 @@ class _AckSink:
         try:
             self._stream.acks_received(messages)
         except Exception as exc:  # a bug must not leave publishers waiting forever
-            log.exception("publish ack handling for %s failed", self._stream.address)
+            log.exception("PublishAsync: ack handling for %s failed", self._stream.address)
             self.on_end(UnavailableError(f"publish ack handling failed: {exc!r}"))
 
     def on_end(self, error: LiftbridgeError | None) -> None:

@@ -8,6 +8,7 @@ and their documentation; the streams themselves are in ``_publisher``.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from .client import AsyncClient
 
 __all__ = ["AsyncPublishing"]
+
+log = logging.getLogger("pyliftbridge.publish")
 
 #: Seconds a broker that refused a publish stream is passed over.
 _UNREACHABLE_FOR = 5.0
@@ -195,10 +198,16 @@ class AsyncPublishing:
                     try:
                         await publisher.send(payload, pending, write_now=write_now)
                         break
-                    except UnavailableError:
+                    except UnavailableError as exc:
                         # send() fails only for a message that never left, so
                         # another broker may take it.
                         tried.add(publisher.address)
+                        log.info(
+                            "PublishAsync: %s unavailable (%s); publishing to %s elsewhere",
+                            publisher.address,
+                            exc,
+                            stream,
+                        )
                         with self._mutex:
                             self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
                             self._routes = {}

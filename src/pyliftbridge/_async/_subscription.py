@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncMergedSubscription", "AsyncSubscription"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.subscribe")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
 #: Errors after which the partition is looked up again and the subscription reopened.
@@ -78,6 +78,8 @@ class AsyncSubscription:
         #: Times it subscribed again.
         self.resubscribes = 0
         self._telemetry = client._telemetry
+        #: The broker it reads from (its latest one).
+        self.address = ""
 
     @property
     def last_offset(self) -> int | None:
@@ -92,6 +94,7 @@ class AsyncSubscription:
         payload = request.SerializeToString()
         deadline = monotonic() + timeout
         attempt = 0
+        address = "(leader unknown)"
         while True:
             if self._closed:
                 raise ClientClosedError("subscription closed")
@@ -130,6 +133,7 @@ class AsyncSubscription:
                     call.close()
                     raise
                 self._client._count_rpc("Subscribe", None)
+                self.address = address
                 self._call = call
                 return
             except LiftbridgeError as exc:
@@ -140,7 +144,13 @@ class AsyncSubscription:
                     return
                 attempt += 1
                 if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
-                    log.debug("Subscribe %s/%d: %s; retrying", self.stream, self.partition, error)
+                    log.debug(
+                        "Subscribe on %s (for %s/%d) failed (%s); retrying",
+                        address,
+                        self.stream,
+                        self.partition,
+                        error,
+                    )
                     # Jittered, so that many subscribers do not retry in step.
                     backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
                     await sleep(min(backoff, max(0.0, deadline - monotonic())))
@@ -221,7 +231,11 @@ class AsyncSubscription:
                 await self._open(min(remaining, self._client._timeout))
                 self.resubscribes += 1
                 log.info(
-                    "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
+                    "Subscribe: resubscribed to %s/%d on %s after %s",
+                    self.stream,
+                    self.partition,
+                    self.address,
+                    cause or "close",
                 )
                 return
             except StopPositionReachedError:
@@ -229,6 +243,12 @@ class AsyncSubscription:
                 self._finish()
                 raise StopAsyncIteration from None
             except (*_RESUBSCRIBE_ON, DeadlineExceededError) as exc:
+                log.debug(
+                    "Subscribe: resubscribing to %s/%d failed (%s); retrying",
+                    self.stream,
+                    self.partition,
+                    exc,
+                )
                 last = exc
             # go-liftbridge waits 1 s plus up to 0.5 s of jitter between attempts.
             await sleep(min(1.0 + random.random() * 0.5, max(0.0, give_up - monotonic())))

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncClient"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.client")
 
 _R = TypeVar("_R", bound=_PbMessage)
 
@@ -404,6 +404,7 @@ class AsyncClient:
         budget = self._timeout if timeout is None else timeout
         deadline = monotonic() + budget
         attempt = 0
+        address = "(leader unknown)"
         while True:
             remaining = deadline - monotonic()
             try:
@@ -421,7 +422,14 @@ class AsyncClient:
                 error = map_rpc_error(method, exc)
                 attempt += 1
                 if isinstance(error, _RETRYABLE) and not self._closed and monotonic() < deadline:
-                    log.debug("%s on %s/%d failed (%s); retrying", method, stream, partition, error)
+                    log.debug(
+                        "%s on %s (for %s/%d) failed (%s); retrying",
+                        method,
+                        address,
+                        stream,
+                        partition,
+                        error,
+                    )
                     await sleep(min(0.05 * attempt, max(0.0, deadline - monotonic())))
                     continue
                 if error is exc:
@@ -459,7 +467,7 @@ class AsyncClient:
             try:
                 await self._refresh_metadata()
             except LiftbridgeError as exc:
-                log.warning("background metadata refresh failed: %s", exc)
+                log.warning("background FetchMetadata failed on every broker: %s", exc)
 
     async def _stats_loop(self) -> None:
         interval = self._stats_interval

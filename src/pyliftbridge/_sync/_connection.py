@@ -47,7 +47,7 @@ from ._socket_io import SocketIO
 
 __all__ = ["SEND_HIGH_WATER", "Call"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.transport")
 
 #: Outbound bytes a call may have queued before ``send`` waits for the window.
 SEND_HIGH_WATER = 1024 * 1024
@@ -505,7 +505,7 @@ class _Connection:
         except OSError as exc:
             self._fail(f"read from {self.host}:{self.port} failed: {exc}")
         except Exception as exc:  # a bug must not leave callers waiting forever
-            log.exception("pyliftbridge reader thread failed")
+            log.exception("reader thread of %s:%d failed", self.host, self.port)
             self._fail(f"transport failure: {exc!r}")
         finally:
             io.shutdown()
@@ -567,17 +567,18 @@ class _Connection:
                         if ended:
                             sink.on_end(error)
                     except Exception:  # a sink's bug must not stop the reader
-                        log.exception("pyliftbridge message sink failed")
+                        log.exception("message sink on %s:%d failed", self.host, self.port)
 
     def _fail(self, message: str, *, lost: bool = True) -> None:
         with self._state:
-            if self._dead is None:
+            first = self._dead is None
+            if first:
                 self._dead = _unavailable(message)
                 self.lost = lost
-                if lost:
-                    log.info("connection to %s:%d lost: %s", self.host, self.port, message)
             self._dispatch(self._core.connection_lost(message))
             self._writer_cond.notify_all()
+        if first and lost:
+            log.info("connection to %s:%d lost: %s", self.host, self.port, message)
         self._run_sinks()
         self._close_socket()
 

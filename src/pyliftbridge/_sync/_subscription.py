@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MergedSubscription", "Subscription"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.subscribe")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
 #: Errors after which the partition is looked up again and the subscription reopened.
@@ -80,6 +80,8 @@ class Subscription:
         #: Times it subscribed again.
         self.resubscribes = 0
         self._telemetry = client._telemetry
+        #: The broker it reads from (its latest one).
+        self.address = ""
 
     @property
     def last_offset(self) -> int | None:
@@ -94,6 +96,7 @@ class Subscription:
         payload = request.SerializeToString()
         deadline = monotonic() + timeout
         attempt = 0
+        address = "(leader unknown)"
         while True:
             if self._closed:
                 raise ClientClosedError("subscription closed")
@@ -132,6 +135,7 @@ class Subscription:
                     call.close()
                     raise
                 self._client._count_rpc("Subscribe", None)
+                self.address = address
                 self._call = call
                 return
             except LiftbridgeError as exc:
@@ -142,7 +146,13 @@ class Subscription:
                     return
                 attempt += 1
                 if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
-                    log.debug("Subscribe %s/%d: %s; retrying", self.stream, self.partition, error)
+                    log.debug(
+                        "Subscribe on %s (for %s/%d) failed (%s); retrying",
+                        address,
+                        self.stream,
+                        self.partition,
+                        error,
+                    )
                     # Jittered, so that many subscribers do not retry in step.
                     backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
                     sleep(min(backoff, max(0.0, deadline - monotonic())))
@@ -223,7 +233,11 @@ class Subscription:
                 self._open(min(remaining, self._client._timeout))
                 self.resubscribes += 1
                 log.info(
-                    "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
+                    "Subscribe: resubscribed to %s/%d on %s after %s",
+                    self.stream,
+                    self.partition,
+                    self.address,
+                    cause or "close",
                 )
                 return
             except StopPositionReachedError:
@@ -231,6 +245,12 @@ class Subscription:
                 self._finish()
                 raise StopIteration from None
             except (*_RESUBSCRIBE_ON, DeadlineExceededError) as exc:
+                log.debug(
+                    "Subscribe: resubscribing to %s/%d failed (%s); retrying",
+                    self.stream,
+                    self.partition,
+                    exc,
+                )
                 last = exc
             # go-liftbridge waits 1 s plus up to 0.5 s of jitter between attempts.
             sleep(min(1.0 + random.random() * 0.5, max(0.0, give_up - monotonic())))

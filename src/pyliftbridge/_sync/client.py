@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.client")
 
 _R = TypeVar("_R", bound=_PbMessage)
 
@@ -406,6 +406,7 @@ class Client:
         budget = self._timeout if timeout is None else timeout
         deadline = monotonic() + budget
         attempt = 0
+        address = "(leader unknown)"
         while True:
             remaining = deadline - monotonic()
             try:
@@ -423,7 +424,14 @@ class Client:
                 error = map_rpc_error(method, exc)
                 attempt += 1
                 if isinstance(error, _RETRYABLE) and not self._closed and monotonic() < deadline:
-                    log.debug("%s on %s/%d failed (%s); retrying", method, stream, partition, error)
+                    log.debug(
+                        "%s on %s (for %s/%d) failed (%s); retrying",
+                        method,
+                        address,
+                        stream,
+                        partition,
+                        error,
+                    )
                     sleep(min(0.05 * attempt, max(0.0, deadline - monotonic())))
                     continue
                 if error is exc:
@@ -461,7 +469,7 @@ class Client:
             try:
                 self._refresh_metadata()
             except LiftbridgeError as exc:
-                log.warning("background metadata refresh failed: %s", exc)
+                log.warning("background FetchMetadata failed on every broker: %s", exc)
 
     def _stats_loop(self) -> None:
         interval = self._stats_interval
