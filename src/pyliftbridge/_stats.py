@@ -11,6 +11,7 @@ reads them all and builds the immutable :class:`ClientStats`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -87,31 +88,36 @@ class LatencyHistogram:
     def record_since(self, now: float, starts: list[float]) -> None:
         """Add the durations from each of ``starts`` to ``now`` (seconds).
 
-        One call per batch of acks: the per-value work is a few integer
+        One call per batch of acks: count, sum, min and max come from
+        builtins over the batch, and the per-value work is a few integer
         operations on locals.
         """
         if not starts:
             return
+        longest = int((now - min(starts)) * 1_000_000)
+        shortest = int((now - max(starts)) * 1_000_000)
+        if shortest < 0 or longest > _MAX_US:
+            for start in starts:  # out of range: clamped one at a time
+                self.record(now - start)
+            return
         buckets = self.buckets
-        total = 0
-        low = _MAX_US
-        high = 0
+        linear = _LINEAR
+        sub_bits = _SUB_BITS
+        top = sub_bits + 1
         for start in starts:
             us = int((now - start) * 1_000_000)
-            if us < _LINEAR:
-                us = max(us, 0)
+            if us < linear:
                 buckets[us] += 1
             else:
-                us = min(us, _MAX_US)
-                shift = us.bit_length() - _SUB_BITS - 1
-                buckets[(shift << _SUB_BITS) + (us >> shift)] += 1
-            total += us
-            low = min(low, us)
-            high = max(high, us)
-        self.count += len(starts)
-        self.total_us += total
-        self.min_us = min(self.min_us, low)
-        self.max_us = max(self.max_us, high)
+                shift = us.bit_length() - top
+                buckets[(shift << sub_bits) + (us >> shift)] += 1
+        count = len(starts)
+        self.count += count
+        self.total_us += max(0, int((now * count - math.fsum(starts)) * 1_000_000))
+        if shortest < self.min_us:
+            self.min_us = shortest
+        if longest > self.max_us:
+            self.max_us = longest
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every value of ``other``."""
