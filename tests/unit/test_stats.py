@@ -63,7 +63,8 @@ def test_counters_add_up() -> None:
 def test_batch_recording_matches_one_at_a_time() -> None:
     rng = random.Random(3)
     now = 1000.0
-    starts = [now - rng.choice([0.0, 1e-6, 3e-5, 0.002, 0.5, 30.0, 1e6]) for _ in range(500)]
+    # Out of range values (negative, beyond 19 hours) are clamped one at a time.
+    starts = [now - rng.choice([-1.0, 0.0, 1e-6, 3e-5, 0.002, 0.5, 30.0, 1e6]) for _ in range(500)]
     one, batch = LatencyHistogram(), LatencyHistogram()
     for start in starts:
         one.record(now - start)
@@ -74,14 +75,35 @@ def test_batch_recording_matches_one_at_a_time() -> None:
     assert abs(batch.total_us - one.total_us) <= batch.count  # rounding only
 
 
-def test_batch_recording_in_range() -> None:
+def test_small_batches_are_recorded_whole() -> None:
     rng = random.Random(5)
     now = 12345.678
-    starts = [now - rng.uniform(0, 0.2) for _ in range(1000)]
     one, batch = LatencyHistogram(), LatencyHistogram()
-    for start in starts:
-        one.record(now - start)
-    batch.record_since(now, starts)
+    for _ in range(200):
+        starts = [now - rng.uniform(0, 0.2) for _ in range(rng.randrange(1, 9))]
+        for start in starts:
+            one.record(now - start)
+        batch.record_since(now, starts)
     assert batch.buckets == one.buckets
     assert (batch.count, batch.min_us, batch.max_us) == (one.count, one.min_us, one.max_us)
     assert abs(batch.total_us - one.total_us) <= batch.count
+
+
+def test_large_batches_are_sampled_without_bias() -> None:
+    rng = random.Random(9)
+    now = 500.0
+    one, batch = LatencyHistogram(), LatencyHistogram()
+    for size in (9, 31, 64, 100, 1000):
+        for _ in range(50):
+            starts = [now - rng.lognormvariate(-6, 1) for _ in range(size)]
+            for start in starts:
+                one.record(now - start)
+            batch.record_since(now, starts)
+    # Exact: count, min, max, mean; the weights add up to the count.
+    assert sum(batch.buckets) == batch.count == one.count
+    assert (batch.min_us, batch.max_us) == (one.min_us, one.max_us)
+    assert abs(batch.total_us - one.total_us) <= batch.count
+    # Percentiles from the sample stay close to the exact ones.
+    for fraction in (0.5, 0.9, 0.99):
+        exact = one.percentile(fraction)
+        assert abs(batch.percentile(fraction) - exact) <= exact * 0.15, fraction
