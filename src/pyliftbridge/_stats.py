@@ -125,10 +125,8 @@ class LatencyHistogram:
         buckets[index] -= len(sample) * step - count
         self.count += count
         self.total_us += max(0, int((now * count - math.fsum(starts)) * 1_000_000))
-        if shortest < self.min_us:
-            self.min_us = shortest
-        if longest > self.max_us:
-            self.max_us = longest
+        self.min_us = min(self.min_us, shortest)
+        self.max_us = max(self.max_us, longest)
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every value of ``other``."""
