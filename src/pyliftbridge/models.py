@@ -197,16 +197,50 @@ class Message:
         )
         return message
 
+    @classmethod
+    def from_wire_fields(
+        cls,
+        offset: int,
+        key: bytes,
+        value: bytes,
+        timestamp_ns: int,
+        stream: str,
+        partition: int,
+        subject: str,
+        reply_subject: str,
+        headers: dict[str, bytes],
+        ack_inbox: str,
+        correlation_id: str,
+        ack_policy: int,
+    ) -> Message:
+        """Build from the fields of a wire ``proto.Message`` (as the hand-written
+        decoder of the pure-Python protobuf runtime reads them)."""
+        message = object.__new__(cls)
+        message.__dict__.update(
+            stream=stream,
+            partition=partition,
+            offset=offset,
+            key=key or None,
+            value=value,
+            timestamp_ns=timestamp_ns,
+            subject=subject,
+            reply_subject=reply_subject,
+            headers=MappingProxyType(headers),
+            ack_inbox=ack_inbox,
+            correlation_id=correlation_id,
+            ack_policy=_ack_policy(ack_policy),
+        )
+        return message
+
     def __getattr__(self, name: str) -> Any:
         # Reached only for an attribute the instance dict lacks: the fields
-        # from_proto leaves to be made on first use.
-        pb = self.__dict__.get("_pb")
-        if pb is None or name not in ("timestamp", "headers"):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        if name == "timestamp":
-            value: Any = datetime_from_ns(pb.timestamp)
+        # from_proto and from_wire_fields leave to be made on first use.
+        if name == "timestamp" and "timestamp_ns" in self.__dict__:
+            value: Any = datetime_from_ns(self.__dict__["timestamp_ns"])
+        elif name == "headers" and "_pb" in self.__dict__:
+            value = MappingProxyType(dict(self.__dict__["_pb"].headers))
         else:
-            value = MappingProxyType(dict(pb.headers))
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         self.__dict__[name] = value
         return value
 

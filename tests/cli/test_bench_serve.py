@@ -149,6 +149,14 @@ def test_plot_is_a_png(cli: Cli, tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
 
+def test_demo_starts_its_own_server(cli: Cli) -> None:
+    env = {k: v for k, v in cli.env.items() if k != "LIFTBRIDGE_BROKERS"}
+    demo = cli("demo", "--messages", "300", env=env)
+    assert demo.returncode == 0, demo.stderr
+    assert "starting a local Liftbridge server" in demo.stderr
+    assert "300 messages verified, 0 lost" in demo.stdout
+
+
 def test_bench_usage_errors(cli: Cli) -> None:
     assert_one_error_line(cli("bench", "--mode", "consume"), 2, "--stream")
     assert_one_error_line(cli("bench", "--size", "4"), 2, "--no-verify")
@@ -173,8 +181,15 @@ def test_bench_without_its_extras_names_the_install(cli: Cli, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "command",
-    [["-m", "pyliftbridge", "serve"], ["-m", "pyliftbridge.testing", "serve"]],
-    ids=["pyliftbridge-serve", "testing-serve"],
+    [
+        pytest.param(["-m", "pyliftbridge", "serve"], id="pyliftbridge-serve"),
+        pytest.param(["-m", "pyliftbridge.testing", "serve"], id="testing-serve"),
+        pytest.param(
+            ["-m", "pyliftbridge", "serve", "--nodes", "3"],
+            id="serve-3-nodes",
+            marks=pytest.mark.cluster,
+        ),
+    ],
 )
 def test_serve_until_ctrl_c(cli: Cli, command: list[str]) -> None:
     server = subprocess.Popen(
@@ -187,9 +202,10 @@ def test_serve_until_ctrl_c(cli: Cli, command: list[str]) -> None:
         assert server.stdout is not None
         first = server.stdout.readline().decode()
         assert first.startswith("Liftbridge ready: "), first
-        address = first.split(": ", 1)[1].strip()
-        view = json.loads(cli.ok("metadata", "--json", "--brokers", address).stdout)
-        assert [b["address"] for b in view["brokers"]] == [address]
+        addresses = first.split(": ", 1)[1].strip().split(",")
+        assert len(addresses) == (3 if "--nodes" in command else 1)
+        view = json.loads(cli.ok("metadata", "--json", "--brokers", ",".join(addresses)).stdout)
+        assert sorted(b["address"] for b in view["brokers"]) == sorted(addresses)
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=30)
     finally:

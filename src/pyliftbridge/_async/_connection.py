@@ -452,17 +452,11 @@ class _AsyncConnection(asyncio.Protocol):
             ready = list(self.sink_ready)
             self.sink_ready.clear()
             for call in ready:
-                sink = call._inbox.sink
-                if call._released or sink is None:
-                    continue
-                messages, _flush, ended, error = call._inbox.drain(self.core, call.call_id)
-                try:
-                    if messages:
-                        sink.on_messages(messages)
-                    if ended:
-                        sink.on_end(error)
-                except Exception:  # a sink's bug must not break the protocol
-                    log.exception("message sink on %s:%d failed", self.host, self.port)
+                batch = (
+                    None if call._released else call._inbox.take_for_sink(self.core, call.call_id)
+                )
+                if batch is not None:
+                    batch.deliver()
 
     def _fail(self, message: str, *, lost: bool = True) -> None:
         if self.dead is None:

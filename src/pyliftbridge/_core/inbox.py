@@ -9,15 +9,26 @@ front ends, which only add waiting.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from typing import Final, Protocol, Union
+from typing import Final, NamedTuple, Protocol, Union
 
 from .._status import Metadata, Status
 from ..errors import LiftbridgeError, ProtocolError, error_from_status
 from .connection import GrpcConnection
 from .events import CallEnded, Event, MessageReceived, ResponseHeaders
 
-__all__ = ["EMPTY", "CallInbox", "MessageSink", "Taken", "TakenBatch", "remaining_time"]
+__all__ = [
+    "EMPTY",
+    "CallInbox",
+    "MessageSink",
+    "SinkBatch",
+    "Taken",
+    "TakenBatch",
+    "remaining_time",
+]
+
+log = logging.getLogger("pyliftbridge")
 
 
 class _Empty:
@@ -48,6 +59,25 @@ class MessageSink(Protocol):
 
     def on_end(self, error: LiftbridgeError | None) -> None:
         """The call ended: None for OK, else its mapped error. Called once, last."""
+
+
+class SinkBatch(NamedTuple):
+    """What arrived for a call with a sink, taken from its inbox, to hand over."""
+
+    sink: MessageSink
+    messages: list[bytes]
+    ended: bool
+    error: LiftbridgeError | None
+
+    def deliver(self) -> None:
+        """Hand it to the sink (no lock may be held); a sink's bug is logged, not raised."""
+        try:
+            if self.messages:
+                self.sink.on_messages(self.messages)
+            if self.ended:
+                self.sink.on_end(self.error)
+        except Exception:  # it must not stop the front end's reading
+            log.exception("pyliftbridge message sink failed")
 
 
 class CallInbox:
@@ -168,6 +198,14 @@ class CallInbox:
         status = self.status
         error = self.error() if ended and status and not status.ok else None
         return messages, flush, ended, error
+
+    def take_for_sink(self, core: GrpcConnection, call_id: int) -> SinkBatch | None:
+        """Everything queued, for the call's sink (None when it has none)."""
+        sink = self.sink
+        if sink is None:
+            return None
+        messages, _, ended, error = self.drain(core, call_id)
+        return SinkBatch(sink, messages, ended, error)
 
     def check_sendable(self) -> None:
         """Raise why nothing more can be sent, if the call has ended."""

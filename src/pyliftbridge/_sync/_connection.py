@@ -555,19 +555,13 @@ class _Connection:
                     ready = list(self._sink_ready)
                     self._sink_ready.clear()
                     batches = [
-                        (call._inbox.sink, *call._inbox.drain(self._core, call.call_id))
+                        call._inbox.take_for_sink(self._core, call.call_id)
                         for call in ready
                         if not call._released
                     ]
-                for sink, messages, _flush, ended, error in batches:
-                    assert sink is not None
-                    try:
-                        if messages:
-                            sink.on_messages(messages)
-                        if ended:
-                            sink.on_end(error)
-                    except Exception:  # a sink's bug must not stop the reader
-                        log.exception("message sink on %s:%d failed", self.host, self.port)
+                for batch in batches:
+                    if batch is not None:
+                        batch.deliver()
 
     def _fail(self, message: str, *, lost: bool = True) -> None:
         with self._state:

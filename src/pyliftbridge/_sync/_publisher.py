@@ -8,7 +8,10 @@ stream lets many messages share few DATA frames. A publish is "pending" from
 the moment it is queued until its ack (or error) arrives, its ack timeout
 passes, the stream breaks or the client closes; in each case its future is
 resolved exactly once. Nothing is re-sent behind the caller's back: a message
-whose fate is unknown fails with an error saying so.
+whose fate is unknown fails with an error saying so. (The exception is one
+that provably was not written: see ``acks_received`` on NOT_FOUND.) Acks are
+resolved by the stream's MessageSink, on the connection's reader thread or in
+the protocol callback, so they never wait for another thread or task.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._publish_codec import read_publish_response
+from .._codec import read_publish_response
 from .._stats import PublishCounters
 from ..errors import (
     AckTimeoutError,
@@ -252,8 +255,14 @@ class PublishStream:
         self._owner.release_slots(failed)
         return later
 
-    def broken(self, call: Call, error: LiftbridgeError) -> None:
-        """Fail every publish pending on ``call``, which has ended."""
+    def broken(self, call: Call, error: LiftbridgeError, *, connection_lost: bool) -> None:
+        """Fail every publish pending on ``call``, which has ended.
+
+        After a lost connection new publishes look the partition leader up
+        again rather than reconnect to a broker that may be gone.
+        """
+        if connection_lost:
+            self._owner.unreachable(self.address)
         with self._mutex:
             if self._call is call:
                 self._call = None
@@ -337,11 +346,19 @@ class _AckSink:
             self._stream.acks_received(messages)
         except Exception as exc:  # a bug must not leave publishers waiting forever
             log.exception("PublishAsync: ack handling for %s failed", self._stream.address)
-            self.on_end(UnavailableError(f"publish ack handling failed: {exc!r}"))
+            self._stream.broken(
+                self._call,
+                UnavailableError(f"publish ack handling failed: {exc!r}"),
+                connection_lost=False,
+            )
 
     def on_end(self, error: LiftbridgeError | None) -> None:
         if error is None:
             error = UnavailableError(
                 f"publish stream to {self._stream.address} was ended by the server"
             )
-        self._stream.broken(self._call, error)
+            self._stream.broken(self._call, error, connection_lost=False)
+        else:
+            self._stream.broken(
+                self._call, error, connection_lost=isinstance(error, UnavailableError)
+            )

@@ -10,13 +10,14 @@ and their documentation; the streams themselves are in ``_publisher``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._codec import encode_publish_request
 from .._ids import CorrelationIds
-from .._publish_codec import encode_publish_request
 from .._requests import to_bytes
 from .._stats import PublishCounters, PublishStats, frozen_counts
 from ..errors import (
@@ -29,7 +30,7 @@ from ..errors import (
 )
 from ..models import Ack, AckPolicy, Metadata
 from ..partitioners import Partitioner
-from ._backend import Future, Mutex, Semaphore, monotonic, new_future, wait_future
+from ._backend import Future, Mutex, Semaphore, monotonic, new_future, sleep, wait_future
 from ._publisher import PendingPublish, PublishStream
 
 if TYPE_CHECKING:
@@ -40,11 +41,17 @@ __all__ = ["Publishing"]
 
 log = logging.getLogger("pyliftbridge.publish")
 
-#: Seconds a broker that refused a publish stream is passed over.
-_UNREACHABLE_FOR = 5.0
+#: Seconds a broker that refused or lost a publish stream is passed over
+#: (unless fresh metadata names it leader again after that).
+_UNREACHABLE_FOR = 2.0
 
 #: Longest sleep of the ack-timeout worker (it also wakes when the client closes).
 _EXPIRY_TICK = 0.25
+
+#: First pause between metadata look-ups while a partition has no reachable
+#: leader, and the longest (the pause doubles).
+_ROUTE_PAUSE = 0.05
+_ROUTE_PAUSE_MAX = 0.2
 
 
 class Publishing:
@@ -65,6 +72,8 @@ class Publishing:
         #: (stream, partition) -> publish stream, valid for the metadata in ``_routes_for``.
         self._routes: dict[tuple[str, int], PublishStream] = {}
         self._routes_for: Metadata | None = None
+        #: Streams whose metadata is being looked up in the background.
+        self._looking_up: set[str] = set()
         #: Publishes that failed before they were sent (changed under ``_mutex``).
         self._counters = PublishCounters()
 
@@ -79,6 +88,7 @@ class Publishing:
         value: bytes,
         partition: int | None,
         partitioner: Partitioner | None,
+        timeout: float,
     ) -> int:
         if partition is not None:
             if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
@@ -88,7 +98,7 @@ class Publishing:
             return 0
         metadata = self._client._metadata
         if metadata is None or stream not in metadata.streams:
-            metadata = self._client._refresh_metadata([stream])
+            metadata = self._client._refresh_metadata([stream], timeout)
             if stream not in metadata.streams:
                 raise NoSuchStreamError(f"stream {stream!r} does not exist")
         count = metadata.partition_count(stream)
@@ -99,37 +109,104 @@ class Publishing:
             )
         return chosen
 
-    def _stream_for(self, stream: str, partition: int, avoid: set[str]) -> PublishStream:
-        # Spread partitions over the brokers (any broker accepts any publish);
-        # a given partition keeps using the same stream while brokers are
-        # stable. Brokers that recently refused a stream are skipped: a dead
-        # broker stays listed in metadata. The choice is remembered until the
-        # metadata is replaced or a broker refuses, so the publish path does
-        # not redo it per message.
+    def _leader_of(self, metadata: Metadata | None, stream: str, partition: int) -> str | None:
+        """The partition leader's address as ``metadata`` names it; "" when it names
+        the partition without a leader; None when it does not know the partition."""
+        info = None if metadata is None else metadata.streams.get(stream)
+        part = None if info is None else info.partitions.get(partition)
+        if part is None:
+            return None
+        leader = part.leader
+        if leader is None or not leader.host:
+            return ""
+        return self._client._translate(leader.address)
+
+    def _stream_for(self, stream: str, partition: int, fresh: bool = False) -> PublishStream | None:
+        """The publish stream to use now, or None to look again after fresh metadata.
+
+        A partition's messages go to its leader, as go-liftbridge sends them:
+        any broker would forward a publish over NATS, but while a partition
+        has no leader such a message is dropped silently and can only time
+        out, whereas the leader's connection breaking fails its pending
+        publishes at once (fate unknown) and new ones wait (in ``_route``)
+        for the next leader. A partition the cached metadata does not know
+        yet goes to any broker, which answers for it (NOT_FOUND for a stream
+        that does not exist), while its metadata is looked up in the
+        background. ``fresh`` (metadata just looked up) overrides a broker's
+        recent failure. The choice is remembered until the metadata is
+        replaced.
+        """
         key = (stream, partition)
         metadata = self._client._metadata
-        if not avoid and self._routes_for is metadata:
+        if self._routes_for is metadata:
             cached = self._routes.get(key)
             if cached is not None:
                 return cached
-        now = monotonic()
-        addresses = sorted(self._client._broker_addresses())
-        usable = (
-            [a for a in addresses if a not in avoid and self._unreachable.get(a, 0.0) <= now]
-            or [a for a in addresses if a not in avoid]
-            or addresses
-        )
-        address = usable[zlib.crc32(f"{stream}:{partition}".encode()) % len(usable)]
+        address = self._leader_of(metadata, stream, partition)
+        if address == "":
+            return None  # no leader: an election
+        if address is None:
+            if not fresh:
+                self._look_up_soon(stream)
+            addresses = sorted(self._client._broker_addresses())
+            address = addresses[zlib.crc32(f"{stream}:{partition}".encode()) % len(addresses)]
+        elif not fresh and self._unreachable.get(address, 0.0) > monotonic():
+            return None  # the leader just failed: look again
         with self._mutex:
             publisher = self._streams.get(address)
             if publisher is None:
                 publisher = self._streams[address] = PublishStream(self, address)
-            if not avoid:
-                if self._routes_for is not metadata:
-                    self._routes = {}
-                    self._routes_for = metadata
-                self._routes[key] = publisher
+            if self._routes_for is not metadata:
+                self._routes = {}
+                self._routes_for = metadata
+            self._routes[key] = publisher
             return publisher
+
+    def _look_up_soon(self, stream: str) -> None:
+        with self._mutex:
+            if stream in self._looking_up:
+                return
+            self._looking_up.add(stream)
+        self._client._spawn_worker(self._look_up, stream, name=f"publish-lookup-{stream}")
+
+    def _look_up(self, stream: str) -> None:
+        try:
+            self._client._refresh_metadata([stream])
+        except LiftbridgeError as exc:
+            log.debug("FetchMetadata of %r for its publishes failed: %s", stream, exc)
+        finally:
+            with self._mutex:
+                self._looking_up.discard(stream)
+
+    def unreachable(self, address: str) -> None:
+        """``address`` refused a publish stream or lost it: route around it a while."""
+        with self._mutex:
+            self._unreachable[address] = monotonic() + _UNREACHABLE_FOR
+            self._routes = {}
+
+    def _route(
+        self, stream: str, partition: int, deadline: float, *, after_failure: bool
+    ) -> PublishStream:
+        """The publish stream for the partition, after fresh metadata (until ``deadline``)."""
+        pause = _ROUTE_PAUSE
+        wait = after_failure
+        while True:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise UnavailableError(
+                    f"partition {stream}/{partition} had no reachable leader within the ack "
+                    "timeout; the message was not sent"
+                )
+            if wait:
+                # A leader just failed, or none is named yet (an election).
+                sleep(min(pause, remaining))
+                pause = min(pause * 2, _ROUTE_PAUSE_MAX)
+            wait = True
+            with contextlib.suppress(LiftbridgeError):  # looked up again until the deadline
+                self._client._refresh_metadata([stream], max(0.01, deadline - monotonic()))
+            publisher = self._stream_for(stream, partition, fresh=True)
+            if publisher is not None:
+                return publisher
 
     def publish(
         self,
@@ -159,10 +236,15 @@ class Publishing:
         if telemetry is not None:
             span, headers = telemetry.publish_started(stream, headers, len(value_bytes))
         try:
+            wait = self.ack_timeout if timeout is None else timeout
             if partition is None or type(partition) is not int or partition < 0:
+                # The stream's partition count may need a lookup: within the
+                # publish's own deadline, like the rest of it.
+                started = monotonic()
                 chosen = self._partition_for(
-                    stream, key_bytes, value_bytes, partition, partitioner
+                    stream, key_bytes, value_bytes, partition, partitioner, wait
                 )
+                wait = max(0.0, wait - (monotonic() - started))
             else:
                 chosen = partition
             cid = correlation_id or self.ids.next()
@@ -182,7 +264,6 @@ class Publishing:
                 expected_offset=expected_offset,
                 correlation_id=cid,
             )
-            wait = self.ack_timeout if timeout is None else timeout
             if not self._inflight.acquire(wait):
                 raise AckTimeoutError(
                     f"no publish slot freed within {wait:.1f}s "
@@ -190,30 +271,34 @@ class Publishing:
                 )
             future: Future[Ack | None] = new_future()
             pending = None
+            now = monotonic()
             if ack_policy != AckPolicy.NONE:
-                now = monotonic()
                 pending = PendingPublish(future, stream, chosen, cid, now + wait, payload, now)
-            tried: set[str] = set()
+            deadline = now + wait
+            failed = False
             try:
                 while True:
-                    publisher = self._stream_for(stream, chosen, tried)
+                    publisher = None if failed else self._stream_for(stream, chosen)
+                    if publisher is None:
+                        publisher = self._route(
+                            stream, chosen, deadline, after_failure=failed
+                        )
                     try:
                         publisher.send(payload, pending, write_now=write_now)
                         break
                     except UnavailableError as exc:
-                        # send() fails only for a message that never left, so
-                        # another broker may take it.
-                        tried.add(publisher.address)
+                        # send() fails only for a message that never left: find
+                        # the partition's (new) leader and send it there.
                         log.info(
-                            "PublishAsync: %s unavailable (%s); publishing to %s elsewhere",
+                            "PublishAsync to %s failed (%s); looking up the leader of %s/%d",
                             publisher.address,
                             exc,
                             stream,
+                            chosen,
                         )
-                        with self._mutex:
-                            self._unreachable[publisher.address] = monotonic() + _UNREACHABLE_FOR
-                            self._routes = {}
-                        if len(tried) >= len(self._client._broker_addresses()):
+                        self.unreachable(publisher.address)
+                        failed = True
+                        if monotonic() >= deadline:
                             raise
             except BaseException:
                 self._inflight.release()

@@ -21,7 +21,7 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._decode import parse
+from .._codec import read_message
 from .._pb import api_pb2
 from .._requests import map_subscribe_error, start_after, subscription_ends_normally
 from ..errors import (
@@ -203,7 +203,7 @@ class Subscription:
 
     def _next_buffered(self) -> Message:
         try:
-            message = Message.from_proto(parse(api_pb2.Message, self._buffer.popleft()))
+            message = read_message(self._buffer.popleft())
         except LiftbridgeError:
             # Malformed bytes from the server: nothing after them can be trusted.
             self._finish()

@@ -103,12 +103,9 @@ def _check(args: argparse.Namespace) -> None:
         if args.duration is not None:
             raise UsageError("--mode consume takes --messages, not --duration")
     if args.plot:
-        require(
-            "matplotlib",
-            package="matplotlib",
-            feature="--plot",
-            install="pip install matplotlib (or pip install 'pyliftbridge[cli]' on CPython)",
-        )
+        from ._plot import load_matplotlib
+
+        load_matplotlib()
 
 
 @contextlib.contextmanager

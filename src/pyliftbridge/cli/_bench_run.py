@@ -76,6 +76,7 @@ def _measured(
             timing.seconds = time.perf_counter() - wall
             timing.cpu_seconds = time.process_time() - cpu
     timing.rates = list(sampler.rates())
+    meter.fill_histogram()
 
 
 def _shares(plan: Plan) -> list[int | None]:

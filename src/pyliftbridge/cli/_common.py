@@ -106,7 +106,7 @@ def _timestamp(text: str) -> datetime | None:
     try:
         # Python 3.9's fromisoformat does not take a "Z" suffix.
         value = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", text))
-    except ValueError:
+    except (ValueError, IndexError):  # PyPy's pure-Python datetime: IndexError on short text
         return None
     # A time without an offset is read as local time, as a person typing it means.
     return value if value.tzinfo is not None else value.astimezone()

@@ -7,9 +7,21 @@ from typing import Any
 
 from ._errors import require
 
-__all__ = ["plot"]
+__all__ = ["load_matplotlib", "plot"]
 
 _PLOT_INSTALL = "pip install matplotlib (or pip install 'pyliftbridge[cli]' on CPython)"
+
+
+def load_matplotlib() -> tuple[Any, Any]:
+    """``matplotlib.figure`` and ``.ticker``, or MissingExtraError saying what to install."""
+    # The figure is built without pyplot: no GUI backend, no global state.
+    figure = require(
+        "matplotlib.figure", package="matplotlib", feature="--plot", install=_PLOT_INSTALL
+    )
+    ticker = require(
+        "matplotlib.ticker", package="matplotlib", feature="--plot", install=_PLOT_INSTALL
+    )
+    return figure, ticker
 
 
 def plot(
@@ -19,10 +31,7 @@ def plot(
     curve: list[tuple[float, float]] | None,
 ) -> None:
     """Draw the run's charts into a PNG at ``path``."""
-    require("matplotlib", package="matplotlib", feature="--plot", install=_PLOT_INSTALL)
-    # The figure is built without pyplot: no GUI backend, no global state.
-    figure_module = require("matplotlib.figure", package="matplotlib", feature="--plot")
-    ticker = require("matplotlib.ticker", package="matplotlib", feature="--plot")
+    figure_module, ticker = load_matplotlib()
     panels = 2 if curve else 1
     figure = figure_module.Figure(figsize=(6.5 * panels, 4.2), layout="constrained")
     axes = figure.subplots(1, panels, squeeze=False)[0]

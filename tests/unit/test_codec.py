@@ -6,6 +6,8 @@ chose, so CPython checks the PyPy path and the other way round.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,18 +17,23 @@ from pyliftbridge import (
     IncorrectOffsetError,
     InvalidArgumentError,
     NoSuchPartitionError,
+    ProtocolError,
 )
-from pyliftbridge._pb import api_pb2
-from pyliftbridge._publish_codec import (
+from pyliftbridge._codec import (
     _encode_protobuf,
     _encode_wire,
+    _read_message_protobuf,
+    _read_message_python,
+    _read_message_wire,
     _read_protobuf,
     _read_python,
     _read_wire,
     encode_publish_request,
+    read_message,
     read_publish_response,
 )
-from pyliftbridge.models import Ack
+from pyliftbridge._pb import api_pb2
+from pyliftbridge.models import Ack, Message
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 TEXT = st.text(max_size=40)
@@ -161,3 +168,60 @@ def test_encode_publish_request_checks_arguments() -> None:
     wire = encode_publish_request("s", b"v", partition=2, correlation_id="c", **common)
     parsed = api_pb2.PublishRequest.FromString(wire)
     assert (parsed.stream, parsed.partition, parsed.expectedOffset) == ("s", 2, -1)
+
+
+messages = st.fixed_dictionaries(
+    {
+        "offset": INT64,
+        "key": st.binary(max_size=20),
+        "value": st.binary(max_size=300),
+        "timestamp": INT64,
+        "stream": TEXT,
+        "partition": st.integers(-(2**31), 2**31 - 1),
+        "subject": TEXT,
+        "replySubject": TEXT,
+        "headers": st.dictionaries(TEXT, st.binary(max_size=20), max_size=4),
+        "ackInbox": TEXT,
+        "correlationId": TEXT,
+        "ackPolicy": st.sampled_from([0, 1, 2]),
+    }
+)
+
+
+def _fields(message: Message) -> dict:
+    return {
+        f.name: getattr(message, f.name) for f in dataclasses.fields(Message) if f.name != "headers"
+    } | {"headers": dict(message.headers)}
+
+
+@settings(max_examples=300)
+@given(messages)
+def test_hand_message_decoder_reads_what_protobuf_reads(fields: dict) -> None:
+    data = api_pb2.Message(**fields).SerializeToString()
+    fast = _read_message_wire(data)
+    assert fast is not None
+    assert _fields(fast) == _fields(_read_message_protobuf(data))
+    assert _fields(read_message(data)) == _fields(fast)
+
+
+@given(st.binary(max_size=200))
+def test_hand_message_decoder_agrees_or_defers_on_garbage(data: bytes) -> None:
+    fast = _read_message_wire(data)
+    if fast is None:
+        return
+    try:
+        slow = _read_message_protobuf(data)
+    except ProtocolError:
+        # protobuf refuses what the fast reader accepted only for fields it
+        # skips the same way; nothing of the kind may pass silently here.
+        raise AssertionError(f"fast reader accepted bytes protobuf refuses: {data!r}") from None
+    assert _fields(fast) == _fields(slow)
+
+
+def test_malformed_messages_raise_protocol_error_on_every_path() -> None:
+    for bad in (b"\x1a\x05ab", b"\x4a\x03\x0a\x05x", b"\xff\xff\xff"):
+        assert _read_message_wire(bad) is None
+        with pytest.raises(ProtocolError):
+            _read_message_python(bad)
+        with pytest.raises(ProtocolError):
+            read_message(bad)
