@@ -654,6 +654,11 @@ class Client:
         rejection (IncorrectOffsetError, ReadonlyPartitionError...), or
         UnavailableError when the connection broke before the ack came. When
         ``max_inflight_publishes`` are pending this waits for a free slot.
+
+        Futures are resolved where acks are read: with the blocking client,
+        done-callbacks run on the connection's reader thread. Keep them
+        short, and do not wait there for another publish (its ack would have
+        to be read by that same thread). asyncio schedules them on the loop.
         """
         return self._publishing.publish(
             stream,
