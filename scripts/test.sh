@@ -192,9 +192,10 @@ step "mypy (strict)" .venv/bin/mypy || true
 step "docs: mkdocs build --strict" env NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet \
     --site-dir "$(mktemp -d)" || true
 # The side-by-side benchmark runs (tiny sizes; figures are not checked, only
-# that every contender runs and reports): the Go client built from its pinned
+# that every contender runs and reports; the size sweep and partition rows
+# reuse the same code): the Go client built from its pinned
 # module, pyliftbridge's rows through `pyliftbridge bench`, bare grpcio.
-compare_args=(--quick --python .venv/bin/python --json "$(mktemp)")
+compare_args=(--quick --only publish sync consume --python .venv/bin/python --json "$(mktemp)")
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     compare_args+=(--pypy .venv-pypy/bin/python)
 else
