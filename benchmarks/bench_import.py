@@ -4,7 +4,8 @@
 
 Each measurement is a fresh interpreter (``-X frozen_modules`` left as is, no
 ``-X importtime`` overhead) that times its own import with ``perf_counter``
-and reports its peak RSS (``ru_maxrss``). The median of ``--runs`` runs is
+and its CPU time (``process_time``, less sensitive to a busy machine), and
+reports its peak RSS (``ru_maxrss``). The median of ``--runs`` runs is
 reported for each case:
 
 - ``bare``: the interpreter alone;
@@ -35,16 +36,16 @@ CASES = {
 
 PROBE = """
 import time, resource, sys
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 {code}
-took = time.perf_counter() - t
+took, cpu = time.perf_counter() - t, time.process_time() - c
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(took, rss, len(sys.modules), "asyncio" in sys.modules, "ssl" in sys.modules)
+print(took, rss, len(sys.modules), "asyncio" in sys.modules, "ssl" in sys.modules, cpu)
 """
 
 
 def measure(code: str, runs: int) -> dict[str, float | bool]:
-    seconds, rss, modules = [], [], []
+    seconds, cpu, rss, modules = [], [], [], []
     flags = (False, False)
     for _ in range(runs):
         out = subprocess.run(
@@ -54,11 +55,13 @@ def measure(code: str, runs: int) -> dict[str, float | bool]:
             check=True,
         ).stdout.split()
         seconds.append(float(out[0]))
+        cpu.append(float(out[5]))
         rss.append(int(out[1]) / 1024)  # KiB -> MiB (Linux)
         modules.append(int(out[2]))
         flags = (out[3] == "True", out[4] == "True")
     return {
         "ms": statistics.median(seconds) * 1000,
+        "cpu_ms": statistics.median(cpu) * 1000,
         "peak_rss_mib": statistics.median(rss),
         "modules": statistics.median(modules),
         "asyncio_loaded": flags[0],
@@ -82,10 +85,11 @@ def main() -> None:
         print(json.dumps(report))
         return
     print(f"{report['implementation']} {report['python_version']}, median of {args.runs} runs")
-    print(f"{'case':10s} {'ms':>8s} {'peak MiB':>9s} {'modules':>8s}  asyncio  ssl")
+    print(f"{'case':10s} {'ms':>8s} {'cpu ms':>8s} {'peak MiB':>9s} {'modules':>8s}  asyncio  ssl")
     for name, r in results.items():
         print(
-            f"{name:10s} {r['ms']:8.1f} {r['peak_rss_mib']:9.1f} {r['modules']:8.0f}"
+            f"{name:10s} {r['ms']:8.1f} {r['cpu_ms']:8.1f} {r['peak_rss_mib']:9.1f} "
+            f"{r['modules']:8.0f}"
             f"  {'yes' if r['asyncio_loaded'] else 'no':7s}  {'yes' if r['ssl_loaded'] else 'no'}"
         )
 

@@ -332,6 +332,8 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                     if r.round in go
                 ]
                 row["x_go"] = statistics.median(ratios) if ratios else None
+                # Publishes that failed (ack timeouts...) are part of the figure: shown.
+                row["errors"] = sum(int(x.get("errors") or 0) for x in res)
                 row["x_go_range"] = [min(ratios), max(ratios)] if ratios else None
             else:
                 row["error"] = mine[0].error
@@ -340,12 +342,15 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| scenario | contender | msg/s | MB/s | x Go | client µs/msg | server µs/msg | p50 ms |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    head = (
+        "| scenario | contender | msg/s | MB/s | x Go | client µs/msg | server µs/msg "
+        "| p50 ms | errors |"
+    )
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         if "error" in row:
             lines.append(
-                f"| {row['label']} | {row['contender']} | failed: {row['error']} | | | | | |"
+                f"| {row['label']} | {row['contender']} | failed: {row['error']} | | | | | | |"
             )
             continue
         ratio = "" if row["x_go"] is None else f"{row['x_go']:.2f}"
@@ -354,7 +359,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['label']} | {row['contender']} | {rate} "
             f"| {row['mb_per_s']:.1f} | {ratio} | {row['client_us_per_msg']:.1f} "
-            f"| {row['server_us_per_msg']:.1f} | {p50} |"
+            f"| {row['server_us_per_msg']:.1f} | {p50} | {row['errors'] or ''} |"
         )
     return "\n".join(lines)
 

@@ -5,8 +5,8 @@
 #
 # Set-up (idempotent, skipped when already done):
 #   * PyPy 3 and its venv module from apt when `pypy3` is missing (needs root);
-#   * .venv      (CPython, $PYTHON or python3) with `pip install -e '.[dev,cli,nats,docs]'`;
-#   * .venv-pypy (PyPy)                        with `pip install -e '.[test,cli,nats]'`
+#   * .venv      (CPython, $PYTHON or python3) with `pip install -e '.[dev,cli,nats,docs,otel]'`;
+#   * .venv-pypy (PyPy)                        with `pip install -e '.[test,cli,nats,otel]'`
 #     (the cli extra leaves matplotlib to CPython, so `bench --plot` is tested there);
 #   * the Liftbridge and NATS servers, found or built from their pinned Go module
 #     versions by `python -m pyliftbridge.testing install` (needs Go the first time).
@@ -171,10 +171,10 @@ run_pytest() {
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     setup "set-up: PyPy" ensure_pypy
 fi
-setup "set-up: CPython venv (.venv, .[dev,cli,nats,docs])" make_venv "$python" .venv dev,cli,nats,docs python3-venv
+setup "set-up: CPython venv (.venv, .[dev,cli,nats,docs,otel])" make_venv "$python" .venv dev,cli,nats,docs,otel python3-venv
 setup "set-up: Liftbridge and NATS servers" install_servers
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
-    setup "set-up: PyPy venv (.venv-pypy, .[test,cli,nats])" make_venv "$pypy" .venv-pypy test,cli,nats pypy3-venv
+    setup "set-up: PyPy venv (.venv-pypy, .[test,cli,nats,otel])" make_venv "$pypy" .venv-pypy test,cli,nats,otel pypy3-venv
 fi
 
 if [ "${SETUP_ONLY:-0}" = 1 ]; then
@@ -192,9 +192,10 @@ step "mypy (strict)" .venv/bin/mypy || true
 step "docs: mkdocs build --strict" env NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet \
     --site-dir "$(mktemp -d)" || true
 # The side-by-side benchmark runs (tiny sizes; figures are not checked, only
-# that every contender runs and reports): the Go client built from its pinned
+# that every contender runs and reports; the size sweep and partition rows
+# reuse the same code): the Go client built from its pinned
 # module, pyliftbridge's rows through `pyliftbridge bench`, bare grpcio.
-compare_args=(--quick --python .venv/bin/python --json "$(mktemp)")
+compare_args=(--quick --only publish sync consume --python .venv/bin/python --json "$(mktemp)")
 if [ "${SKIP_PYPY:-0}" != 1 ]; then
     compare_args+=(--pypy .venv-pypy/bin/python)
 else

@@ -25,12 +25,15 @@ FILES = [
     ("src/pyliftbridge/_async/client.py", "src/pyliftbridge/_sync/client.py"),
     ("src/pyliftbridge/_async/_publisher.py", "src/pyliftbridge/_sync/_publisher.py"),
     ("src/pyliftbridge/_async/_publishing.py", "src/pyliftbridge/_sync/_publishing.py"),
+    ("src/pyliftbridge/_async/_calls.py", "src/pyliftbridge/_sync/_calls.py"),
     ("src/pyliftbridge/_async/_subscription.py", "src/pyliftbridge/_sync/_subscription.py"),
     ("src/pyliftbridge/_async/_consumer.py", "src/pyliftbridge/_sync/_consumer.py"),
     ("tests/integration/_async/test_client.py", "tests/integration/_sync/test_client.py"),
     ("tests/integration/_async/test_cluster.py", "tests/integration/_sync/test_cluster.py"),
     ("tests/integration/_async/test_consumer.py", "tests/integration/_sync/test_consumer.py"),
     ("tests/integration/_async/test_deadlines.py", "tests/integration/_sync/test_deadlines.py"),
+    ("tests/integration/_async/test_stats.py", "tests/integration/_sync/test_stats.py"),
+    ("tests/integration/_async/test_telemetry.py", "tests/integration/_sync/test_telemetry.py"),
 ]
 
 #: Whole-word substitutions, applied in order.
@@ -54,6 +57,7 @@ RULES = [
     (r"\bAsyncConsumer\b", "Consumer"),
     (r"\bAsyncChannel\b", "Channel"),
     (r"\bAsyncPublishing\b", "Publishing"),
+    (r"\bAsyncCalls\b", "Calls"),
     (r"\bAsyncCall\b", "Call"),
     (r"\b_AsyncConnection\b", "_Connection"),
     (r"\b_async\b", "_sync"),

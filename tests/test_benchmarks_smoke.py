@@ -64,3 +64,18 @@ def test_bench_framing_table() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "recv: GrpcConnection, fast path" in proc.stdout
+
+
+def test_bench_publish_path_quick_json() -> None:
+    script = BENCH_FRAMING.parent / "bench_publish_path.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--messages", "300", "--rounds", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(proc.stdout)
+    assert result["messages"] == 300
+    assert len(result["rounds_us_per_publish"]) == 1
+    assert result["best_us_per_publish"] > 0

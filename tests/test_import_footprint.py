@@ -59,3 +59,15 @@ def test_tls_loads_ssl_when_used() -> None:
         "import pyliftbridge\npyliftbridge.TLSConfig(verify=False).build_context()"
     )
     assert "ssl" in loaded
+
+
+def test_clients_and_stats_load_no_opentelemetry() -> None:
+    # Telemetry is opt-in: only ``import pyliftbridge.telemetry`` loads it.
+    loaded = _modules_after(
+        "import pyliftbridge\n"
+        "pyliftbridge.Client('localhost:1').stats()\n"
+        "pyliftbridge.AsyncClient, pyliftbridge.ClientStats"
+    )
+    assert "pyliftbridge._stats" in loaded
+    assert "pyliftbridge.telemetry" not in loaded
+    assert not {m for m in loaded if m.split(".")[0] == "opentelemetry"}

@@ -61,6 +61,13 @@ if _typing.TYPE_CHECKING:
     from ._async._consumer import AsyncConsumer
     from ._async._subscription import AsyncMergedSubscription, AsyncSubscription
     from ._async.client import AsyncActivityStream, AsyncClient
+    from ._stats import (
+        BrokerStats,
+        ClientStats,
+        LatencyStats,
+        PublishStats,
+        SubscriptionStats,
+    )
     from ._sync._consumer import Consumer
     from ._sync._subscription import MergedSubscription, Subscription
     from ._sync.client import ActivityStream, Client
@@ -79,6 +86,11 @@ _LAZY = {
     "AsyncConsumer": "._async._consumer",
     "AsyncMergedSubscription": "._async._subscription",
     "AsyncSubscription": "._async._subscription",
+    "BrokerStats": "._stats",
+    "ClientStats": "._stats",
+    "LatencyStats": "._stats",
+    "PublishStats": "._stats",
+    "SubscriptionStats": "._stats",
 }
 
 
@@ -108,10 +120,12 @@ __all__ = [
     "AsyncMergedSubscription",
     "AsyncSubscription",
     "BrokerInfo",
+    "BrokerStats",
     "CancelledError",
     "ChannelOptions",
     "Client",
     "ClientClosedError",
+    "ClientStats",
     "Consumer",
     "ConsumerGroupError",
     "ConsumerGroupInfo",
@@ -123,11 +137,12 @@ __all__ = [
     "IncorrectOffsetError",
     "InvalidArgumentError",
     "KeyPartitioner",
+    "LatencyStats",
     "LiftbridgeError",
+    "MergedSubscription",
     "Message",
     "MessageSizeError",
     "MessageTooLargeError",
-    "MergedSubscription",
     "Metadata",
     "NoKnownLeaderError",
     "NoSuchPartitionError",
@@ -138,6 +153,7 @@ __all__ = [
     "Partitioner",
     "PermissionDeniedError",
     "ProtocolError",
+    "PublishStats",
     "ReadonlyPartitionError",
     "RoundRobinPartitioner",
     "RpcError",
@@ -148,6 +164,7 @@ __all__ = [
     "StreamExistsError",
     "StreamInfo",
     "Subscription",
+    "SubscriptionStats",
     "TLSConfig",
     "UnavailableError",
     "__version__",

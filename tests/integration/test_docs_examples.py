@@ -181,6 +181,10 @@ def _run_shell(code: str) -> None:
 def test_example(example, twin, request, tmp_path, monkeypatch):
     if example.kind == "nats":
         pytest.importorskip("nats", reason="nats-py (the nats extra) is not installed")
+    if example.kind == "shell":
+        # The command line's own extra (the CPython 3.9/3.13 runs go without it).
+        pytest.importorskip("rich", reason="rich (the cli extra) is not installed")
+        pytest.importorskip("hdrh", reason="hdrhistogram (the cli extra) is not installed")
     code = blocking_twin(example.code) if twin else example.code
     monkeypatch.chdir(tmp_path)
     # Examples may add to sys.path or import modules of their own.

@@ -37,7 +37,7 @@ from ..errors import (
 
 __all__ = ["SEND_HIGH_WATER", "AsyncCall"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.transport")
 
 #: Outbound bytes a call may have queued before ``send`` waits for the window.
 SEND_HIGH_WATER = 1024 * 1024
@@ -113,6 +113,7 @@ class AsyncCall:
         conn = self._conn
         self._inbox.check_sendable()
         conn.core.send_message(self.call_id, payload, end=end)
+        conn.messages_sent += 1
         if flush:
             conn.flush()
             await self._wait_writable()
@@ -125,7 +126,9 @@ class AsyncCall:
                 message is too large.
         """
         self._inbox.check_sendable()
-        self._conn.core.send_message(self.call_id, payload)
+        conn = self._conn
+        conn.core.send_message(self.call_id, payload)
+        conn.messages_sent += 1
 
     def flush(self) -> None:
         """Write everything queued on the connection."""
@@ -283,6 +286,13 @@ class _AsyncConnection(asyncio.Protocol):
         )
         self._keepalive_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        # Statistics (read by the channel; only the event loop changes them).
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.messages_sent = 0
+        self.messages_received = 0
+        #: True once the connection broke (not closed by us or a graceful GOAWAY).
+        self.lost = False
 
     @classmethod
     async def open(
@@ -337,13 +347,14 @@ class _AsyncConnection(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
         self.keepalive.data_received(self._loop.time())
         self._dispatch(self.core.receive_data(data))
         if self.sink_ready:
             self.run_sinks()
         self.flush()
         if self.core.closed_reason is not None and not self.core.active_calls:
-            self._fail(self.core.closed_reason.message)
+            self._fail(self.core.closed_reason.message, lost=False)
 
     def eof_received(self) -> bool | None:
         self._fail(f"{self.host}:{self.port} closed the connection")
@@ -399,11 +410,15 @@ class _AsyncConnection(asyncio.Protocol):
         data = self.core.data_to_send()
         if data:
             self._transport.write(data)
+            self.bytes_sent += len(data)
 
     def _dispatch(self, events: list[Event]) -> None:
         calls = self.calls
+        received = 0
         for event in events:
             if isinstance(event, (MessageReceived, ResponseHeaders, CallEnded)):
+                if type(event) is MessageReceived:
+                    received += 1
                 call = calls.get(event.call_id)
                 if call is not None:
                     call._deliver(event)
@@ -411,6 +426,7 @@ class _AsyncConnection(asyncio.Protocol):
                 if event.too_many_pings:
                     self.keepalive.too_many_pings()
                 log.info("%s:%d sent GOAWAY %r", self.host, self.port, event)
+        self.messages_received += received
         for call in calls.values():
             # Senders waiting on flow control re-check after every read.
             call._wakeup.set()
@@ -442,9 +458,12 @@ class _AsyncConnection(asyncio.Protocol):
                 if batch is not None:
                     batch.deliver()
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, *, lost: bool = True) -> None:
         if self.dead is None:
             self.dead = _unavailable(message)
+            self.lost = lost
+            if lost:
+                log.info("connection to %s:%d lost: %s", self.host, self.port, message)
         self._dispatch(self.core.connection_lost(message))
         self.run_sinks()
         if self._keepalive_handle is not None:
@@ -457,4 +476,4 @@ class _AsyncConnection(asyncio.Protocol):
             return
         self.core.close()
         self.flush()
-        self._fail("connection closed by the client")
+        self._fail("connection closed by the client", lost=False)

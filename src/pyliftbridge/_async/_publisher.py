@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._codec import read_publish_response
+from .._stats import PublishCounters
 from ..errors import (
     AckTimeoutError,
     LiftbridgeError,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PendingPublish", "PublishStream"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.publish")
 
 _PUBLISH_ASYNC = "/proto.API/PublishAsync"
 
@@ -55,6 +56,7 @@ class PendingPublish:
         "payload",
         "retries",
         "retry_at",
+        "sent_at",
         "stream",
     )
 
@@ -66,6 +68,7 @@ class PendingPublish:
         correlation_id: str,
         deadline: float,
         payload: bytes,
+        sent_at: float,
     ) -> None:
         self.future = future
         self.stream = stream
@@ -76,6 +79,8 @@ class PendingPublish:
         self.payload = payload
         self.retries = 0
         self.retry_at = 0.0
+        #: When the caller published it (for the ack latency).
+        self.sent_at = sent_at
 
 
 class PublishStream:
@@ -90,6 +95,15 @@ class PublishStream:
         self._retrying: list[PendingPublish] = []
         self._mutex = Mutex()
         self._open_lock = Lock()
+        #: Statistics, changed under ``_mutex``.
+        self._counters = PublishCounters()
+
+    def stats(self) -> tuple[PublishCounters, int]:
+        """A copy of this stream's counters, and how many of its publishes are in flight."""
+        copy = PublishCounters()
+        with self._mutex:
+            copy.add(self._counters)
+            return copy, len(self._pending) + len(self._retrying)
 
     def pending_futures(self) -> list[Future[Any]]:
         """Futures of every pending publish."""
@@ -105,7 +119,13 @@ class PublishStream:
             if call is not None and not call.done:
                 return call
             channel = self._owner.channel(self.address)
-            call = await channel.open_call(_PUBLISH_ASYNC)
+            try:
+                call = await channel.open_call(_PUBLISH_ASYNC)
+            except LiftbridgeError as exc:
+                self._owner.count_rpc("PublishAsync", exc)
+                raise
+            self._owner.count_rpc("PublishAsync", None)
+            log.debug("PublishAsync: opened a publish stream to %s", self.address)
             self._call = call
             # Acks are resolved where they are read (the reader thread, or
             # the protocol callback), not handed to another thread or task.
@@ -137,8 +157,16 @@ class PublishStream:
                     if attempt:
                         raise
                     continue
-                if pending is not None:
+                counters = self._counters
+                if pending is None:
+                    counters.sent += 1
+                    counters.no_ack += 1
+                else:
                     self._pending[pending.correlation_id] = pending
+                    if pending.retries:
+                        counters.resent += 1
+                    else:
+                        counters.sent += 1
             if write_now:
                 call.flush()
             else:
@@ -162,15 +190,25 @@ class PublishStream:
         retry = []
         with self._mutex:
             pop = self._pending.pop
+            counters = self._counters
+            started: list[float] = []
+            acked = started.append
             for answer in answers:
                 # None: timed out already, or an ack for another client's inbox.
                 pending = pop(answer[0], None)
                 if pending is None:
                     continue
-                if type(answer[3]) is NoSuchPartitionError and self._may_retry(pending):
+                error = answer[3]
+                if error is None:
+                    acked(pending.sent_at)
+                elif type(error) is NoSuchPartitionError and self._may_retry(pending):
                     retry.append(pending)
+                    continue
                 else:
-                    answered.append((pending, answer))
+                    counters.fail(type(error))
+                answered.append((pending, answer))
+            counters.acked += len(started)
+            counters.latency.record_since(monotonic(), started)
             self._retrying.extend(retry)
         if retry:
             self._owner.wake_for_retries()
@@ -208,6 +246,8 @@ class PublishStream:
             try:
                 await self.send(pending.payload, pending, write_now=True)
             except LiftbridgeError as exc:
+                with self._mutex:
+                    self._counters.fail(type(exc))
                 self._owner.resolve(pending, None, exc)
                 failed += 1
         self._owner.release_slots(failed)
@@ -227,6 +267,15 @@ class PublishStream:
             lost = list(self._pending.values())
             self._pending.clear()
             # Publishes waiting for a resend are not on any stream: they stay.
+            if lost:
+                self._counters.fail(UnavailableError, len(lost))
+        if lost:
+            log.info(
+                "PublishAsync: publish stream to %s broke with %d publishes awaiting acks: %s",
+                self.address,
+                len(lost),
+                error,
+            )
         call.close()
         for pending in lost:
             self._owner.resolve(
@@ -250,6 +299,8 @@ class PublishStream:
                     expired.append(self._pending.pop(cid))
                 elif earliest is None or pending.deadline < earliest:
                     earliest = pending.deadline
+            if expired:
+                self._counters.fail(AckTimeoutError, len(expired))
         for pending in expired:
             self._owner.resolve(
                 pending,
@@ -269,6 +320,8 @@ class PublishStream:
             lost = [*self._pending.values(), *self._retrying]
             self._pending.clear()
             self._retrying = []
+            if lost:
+                self._counters.fail(type(error), len(lost))
             call, self._call = self._call, None
         for pending in lost:
             self._owner.resolve(pending, None, error)
@@ -290,7 +343,7 @@ class _AckSink:
         try:
             self._stream.acks_received(messages)
         except Exception as exc:  # a bug must not leave publishers waiting forever
-            log.exception("publish ack handling for %s failed", self._stream.address)
+            log.exception("PublishAsync: ack handling for %s failed", self._stream.address)
             self._stream.broken(
                 self._call,
                 UnavailableError(f"publish ack handling failed: {exc!r}"),

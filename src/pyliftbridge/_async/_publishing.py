@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._codec import encode_publish_request
 from .._ids import CorrelationIds
 from .._requests import to_bytes
+from .._stats import PublishCounters, PublishStats, frozen_counts
 from ..errors import (
     AckTimeoutError,
     DeadlineExceededError,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncPublishing"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.publish")
 
 #: Seconds a broker that refused or lost a publish stream is passed over
 #: (unless fresh metadata names it leader again after that).
@@ -71,6 +72,8 @@ class AsyncPublishing:
         self._routes_for: Metadata | None = None
         #: Streams whose metadata is being looked up in the background.
         self._looking_up: set[str] = set()
+        #: Publishes that failed before they were sent (changed under ``_mutex``).
+        self._counters = PublishCounters()
 
     def channel(self, address: str) -> AsyncChannel:
         """The client's channel to ``address`` (for the publish streams)."""
@@ -168,7 +171,7 @@ class AsyncPublishing:
         try:
             await self._client._refresh_metadata([stream])
         except LiftbridgeError as exc:
-            log.debug("looking up %r for its publishes failed: %s", stream, exc)
+            log.debug("FetchMetadata of %r for its publishes failed: %s", stream, exc)
         finally:
             with self._mutex:
                 self._looking_up.discard(stream)
@@ -226,65 +229,119 @@ class AsyncPublishing:
         self._client._check_open()
         value_bytes = value if type(value) is bytes else to_bytes(value, "value")
         key_bytes = None if key is None else to_bytes(key, "key")
-        wait = self.ack_timeout if timeout is None else timeout
-        if partition is None or type(partition) is not int or partition < 0:
-            # The stream's partition count may need a lookup: within the
-            # publish's own deadline, like the rest of it.
-            started = monotonic()
-            chosen = await self._partition_for(
-                stream, key_bytes, value_bytes, partition, partitioner, wait
-            )
-            wait = max(0.0, wait - (monotonic() - started))
-        else:
-            chosen = partition
-        cid = correlation_id or self.ids.next()
-        if not isinstance(cid, str):
-            raise InvalidArgumentError(f"correlation_id must be a str, not {type(cid).__name__}")
-        payload = encode_publish_request(
-            stream,
-            value_bytes,
-            key=key_bytes,
-            headers=headers,
-            partition=chosen,
-            ack_policy=ack_policy,
-            expected_offset=expected_offset,
-            correlation_id=cid,
-        )
-        if not await self._inflight.acquire(wait):
-            raise AckTimeoutError(
-                f"no publish slot freed within {wait:.1f}s "
-                "(max_inflight_publishes publishes are awaiting acks)"
-            )
-        future: Future[Ack | None] = new_future()
-        pending = None
-        if ack_policy != AckPolicy.NONE:
-            pending = PendingPublish(future, stream, chosen, cid, monotonic() + wait, payload)
-        deadline = monotonic() + wait
-        failed = False
+        telemetry = self._client._telemetry
+        span = None
+        if telemetry is not None:
+            span, headers = telemetry.publish_started(stream, headers, len(value_bytes))
         try:
-            while True:
-                publisher = None if failed else self._stream_for(stream, chosen)
-                if publisher is None:
-                    publisher = await self._route(stream, chosen, deadline, after_failure=failed)
-                try:
-                    await publisher.send(payload, pending, write_now=write_now)
-                    break
-                except UnavailableError:
-                    # send() fails only for a message that never left: find
-                    # the partition's (new) leader and send it there.
-                    self.unreachable(publisher.address)
-                    failed = True
-                    if monotonic() >= deadline:
-                        raise
-        except BaseException:
-            self._inflight.release()
+            wait = self.ack_timeout if timeout is None else timeout
+            if partition is None or type(partition) is not int or partition < 0:
+                # The stream's partition count may need a lookup: within the
+                # publish's own deadline, like the rest of it.
+                started = monotonic()
+                chosen = await self._partition_for(
+                    stream, key_bytes, value_bytes, partition, partitioner, wait
+                )
+                wait = max(0.0, wait - (monotonic() - started))
+            else:
+                chosen = partition
+            cid = correlation_id or self.ids.next()
+            if not isinstance(cid, str):
+                raise InvalidArgumentError(
+                    f"correlation_id must be a str, not {type(cid).__name__}"
+                )
+            if span is not None:
+                telemetry.publish_routed(span, chosen, cid)  # type: ignore[union-attr]
+            payload = encode_publish_request(
+                stream,
+                value_bytes,
+                key=key_bytes,
+                headers=headers,
+                partition=chosen,
+                ack_policy=ack_policy,
+                expected_offset=expected_offset,
+                correlation_id=cid,
+            )
+            if not await self._inflight.acquire(wait):
+                raise AckTimeoutError(
+                    f"no publish slot freed within {wait:.1f}s "
+                    "(max_inflight_publishes publishes are awaiting acks)"
+                )
+            future: Future[Ack | None] = new_future()
+            pending = None
+            now = monotonic()
+            if ack_policy != AckPolicy.NONE:
+                pending = PendingPublish(future, stream, chosen, cid, now + wait, payload, now)
+            deadline = now + wait
+            failed = False
+            try:
+                while True:
+                    publisher = None if failed else self._stream_for(stream, chosen)
+                    if publisher is None:
+                        publisher = await self._route(
+                            stream, chosen, deadline, after_failure=failed
+                        )
+                    try:
+                        await publisher.send(payload, pending, write_now=write_now)
+                        break
+                    except UnavailableError as exc:
+                        # send() fails only for a message that never left: find
+                        # the partition's (new) leader and send it there.
+                        log.info(
+                            "PublishAsync to %s failed (%s); looking up the leader of %s/%d",
+                            publisher.address,
+                            exc,
+                            stream,
+                            chosen,
+                        )
+                        self.unreachable(publisher.address)
+                        failed = True
+                        if monotonic() >= deadline:
+                            raise
+            except BaseException:
+                self._inflight.release()
+                raise
+            if pending is None:
+                # AckPolicy.NONE: done once written; the ack-timeout worker (which
+                # wakes at least every 250 ms) only ever sees publishes that wait.
+                self._inflight.release()
+                future.set_result(None)
+            if span is not None:
+                telemetry.publish_sent(span, future)  # type: ignore[union-attr]
+            return future
+        except BaseException as exc:
+            # Failed before it was sent: nothing else counts it.
+            if isinstance(exc, LiftbridgeError):
+                with self._mutex:
+                    self._counters.fail(type(exc))
+            if span is not None:
+                telemetry.publish_failed(span, exc)  # type: ignore[union-attr]
             raise
-        if pending is None:
-            # AckPolicy.NONE: done once written; the ack-timeout worker (which
-            # wakes at least every 250 ms) only ever sees publishes that wait.
-            self._inflight.release()
-            future.set_result(None)
-        return future
+
+    def count_rpc(self, method: str, error: LiftbridgeError | None) -> None:
+        """Count one call of ``method`` (see ``AsyncClient._count_rpc``)."""
+        self._client._count_rpc(method, error)
+
+    def stats(self) -> PublishStats:
+        """The publish counters of every stream, added up."""
+        total = PublishCounters()
+        with self._mutex:
+            total.add(self._counters)
+            streams = list(self._streams.values())
+        in_flight = 0
+        for publisher in streams:
+            counters, pending = publisher.stats()
+            total.add(counters)
+            in_flight += pending
+        return PublishStats(
+            sent=total.sent,
+            sent_without_ack=total.no_ack,
+            resent=total.resent,
+            acked=total.acked,
+            failed=frozen_counts(total.failed),
+            in_flight=in_flight,
+            ack_latency=total.latency.summary(),
+        )
 
     def resolve(
         self, pending: PendingPublish, ack: Ack | None, error: LiftbridgeError | None = None

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncMergedSubscription", "AsyncSubscription"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.subscribe")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
 #: Errors after which the partition is looked up again and the subscription reopened.
@@ -74,6 +74,13 @@ class AsyncSubscription:
         self.stream = request.stream
         #: Partition this subscription reads.
         self.partition = request.partition
+        #: Messages received so far (changed only by the reading task or thread).
+        self.messages_received = 0
+        #: Times it subscribed again.
+        self.resubscribes = 0
+        self._telemetry = client._telemetry
+        #: The broker it reads from (its latest one).
+        self.address = ""
 
     @property
     def last_offset(self) -> int | None:
@@ -88,6 +95,7 @@ class AsyncSubscription:
         payload = request.SerializeToString()
         deadline = monotonic() + timeout
         attempt = 0
+        address = "(leader unknown)"
         while True:
             if self._closed:
                 raise ClientClosedError("subscription closed")
@@ -102,7 +110,11 @@ class AsyncSubscription:
                     timeout=deadline - monotonic(),
                 )
                 channel = self._client._channel(address)
-                call = await channel.server_stream(_SUBSCRIBE, payload)
+                try:
+                    call = await channel.server_stream(_SUBSCRIBE, payload)
+                except LiftbridgeError as exc:
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 try:
                     try:
                         handshake = await call.recv(timeout=max(0.0, deadline - monotonic()))
@@ -114,9 +126,15 @@ class AsyncSubscription:
                         raise ProtocolError("subscription ended before its handshake")
                     if handshake:
                         raise ProtocolError("subscribe handshake was not an empty message")
+                except LiftbridgeError as exc:
+                    call.close()
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 except BaseException:
                     call.close()
                     raise
+                self._client._count_rpc("Subscribe", None)
+                self.address = address
                 self._call = call
                 return
             except LiftbridgeError as exc:
@@ -128,7 +146,11 @@ class AsyncSubscription:
                 attempt += 1
                 if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
                     log.debug(
-                        "subscribe to %s/%d: %s; retrying", self.stream, self.partition, error
+                        "Subscribe on %s (for %s/%d) failed (%s); retrying",
+                        address,
+                        self.stream,
+                        self.partition,
+                        error,
                     )
                     # Jittered, so that many subscribers do not retry in step.
                     backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
@@ -179,6 +201,7 @@ class AsyncSubscription:
             # Everything that arrived at once is taken in one step (one lock,
             # one flow-control update) and handed out from here.
             self._buffer.extend(batch)
+            self.messages_received += len(batch)
 
     def _next_buffered(self) -> Message | None:
         """The next buffered message; None when it was a repeat (dropped)."""
@@ -204,6 +227,9 @@ class AsyncSubscription:
             )
             return None
         self._last_offset = message.offset
+        telemetry = self._telemetry
+        if telemetry is not None and telemetry.receive_spans:
+            telemetry.received(message)
         return message
 
     def take_buffered(self, limit: int) -> list[Message]:
@@ -225,8 +251,13 @@ class AsyncSubscription:
                 break
             try:
                 await self._open(min(remaining, self._client._timeout))
+                self.resubscribes += 1
                 log.info(
-                    "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
+                    "Subscribe: resubscribed to %s/%d on %s after %s",
+                    self.stream,
+                    self.partition,
+                    self.address,
+                    cause or "close",
                 )
                 return
             except StopPositionReachedError:
@@ -239,6 +270,12 @@ class AsyncSubscription:
                 # answers so until it has loaded its partitions (metadata can
                 # still name it the leader). A deleted stream runs into the
                 # resubscribe_wait limit.
+                log.debug(
+                    "Subscribe: resubscribing to %s/%d failed (%s); retrying",
+                    self.stream,
+                    self.partition,
+                    exc,
+                )
                 last = exc
             # go-liftbridge waits 1 s plus up to 0.5 s of jitter between attempts.
             await sleep(min(1.0 + random.random() * 0.5, max(0.0, give_up - monotonic())))

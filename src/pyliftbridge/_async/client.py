@@ -11,7 +11,6 @@ metadata leader" and, for leader-bound calls, "not the leader".
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 from google.protobuf.message import Message as _PbMessage
 
 from .._address import parse_address
-from .._decode import parse
 from .._groups import AutoOffset, FetchInterval
 from .._options import ChannelOptions, TLSConfig
 from .._pb import api_pb2
@@ -29,21 +27,17 @@ from .._requests import (
     ack_error,
     create_stream_request,
     cursor_request,
-    map_rpc_error,
     partition_of_ack,
     publish_to_subject_request,
     subscribe_request,
     to_bytes,
 )
+from .._stats import ClientStats, SubscriptionStats, frozen_counts
 from ..errors import (
     ClientClosedError,
-    DeadlineExceededError,
     InvalidArgumentError,
     LiftbridgeError,
-    NoSuchPartitionError,
-    NotLeaderError,
     RpcError,
-    UnavailableError,
 )
 from ..models import Ack, AckPolicy, ActivityEvent, Metadata, PartitionInfo
 from ..partitioners import Partitioner, cursors_partition
@@ -54,40 +48,32 @@ from ._backend import (
     Mutex,
     Worker,
     monotonic,
-    sleep,
     spawn,
     wait_future,
 )
+from ._calls import AddressMap, AsyncCalls
 from ._publishing import AsyncPublishing
 from ._subscription import AsyncMergedSubscription, AsyncSubscription
 from .channel import AsyncChannel
 
 if TYPE_CHECKING:
+    from ..telemetry import Telemetry
     from ._consumer import AsyncConsumer
 
 __all__ = ["AsyncClient"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.client")
 
 _R = TypeVar("_R", bound=_PbMessage)
 
 StartAt = Union[str, int, datetime, timedelta]
 StopAt = Union[str, int, datetime, None]
-AddressMap = Union[Mapping[str, str], Callable[[str], str], None]
 
 _CURSORS_STREAM = "__cursors"
 _ACTIVITY_STREAM = "__activity"
-_RETRYABLE = (UnavailableError, NotLeaderError)
-#: Calls whose deadline is kept from the server: Liftbridge v1.9.0 answers
-#: FetchMetadata only once every broker it knows has answered, or at the
-#: caller's deadline with DEADLINE_EXCEEDED, so with a broker down a deadline
-#: turns a 3 s wait into a failure. The deadline is still enforced locally.
-_LOCAL_DEADLINE_ONLY = frozenset({"FetchMetadata"})
-#: Calls that change nothing on the server, so a slow attempt may be abandoned and retried.
-_IDEMPOTENT = frozenset({"FetchMetadata"})
 
 
-class AsyncClient:
+class AsyncClient(AsyncCalls):
     """A Liftbridge client for asyncio.
 
     Args:
@@ -105,6 +91,13 @@ class AsyncClient:
             (a mapping or a function), for brokers behind NAT or advertising
             ``localhost``.
         options: transport settings (message sizes, windows, keepalive...).
+        stats_interval: seconds between calls of ``on_stats``.
+        on_stats: called with a :class:`~pyliftbridge.ClientStats` every
+            ``stats_interval`` seconds (from a background thread, or task),
+            like librdkafka's statistics callback; see :meth:`stats`.
+        telemetry: OpenTelemetry spans, trace context in message headers and
+            metrics (a :class:`pyliftbridge.telemetry.Telemetry`; needs the
+            ``otel`` extra). None: nothing is traced.
     """
 
     def __init__(
@@ -119,6 +112,9 @@ class AsyncClient:
         max_inflight_publishes: int = 1024,
         address_map: AddressMap = None,
         options: ChannelOptions | None = None,
+        stats_interval: float | timedelta | None = None,
+        on_stats: Callable[[ClientStats], object] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         seeds = [brokers] if isinstance(brokers, str) else list(brokers)
         if not seeds:
@@ -132,6 +128,12 @@ class AsyncClient:
             raise InvalidArgumentError("resubscribe_wait must not be negative")
         if max_inflight_publishes < 1:
             raise InvalidArgumentError("max_inflight_publishes must be at least 1")
+        if isinstance(stats_interval, timedelta):
+            stats_interval = stats_interval.total_seconds()
+        if (stats_interval is None) != (on_stats is None):
+            raise InvalidArgumentError("stats_interval and on_stats go together")
+        if stats_interval is not None and stats_interval <= 0:
+            raise InvalidArgumentError("stats_interval must be positive")
         self._seeds = seeds
         self._timeout = timeout
         self._tls = tls
@@ -150,6 +152,21 @@ class AsyncClient:
         self._expiry_due = Event()
         self._closed = False
         self._started = False
+        self._stats_interval = stats_interval
+        self._on_stats = on_stats
+        # Statistics kept here (all changed under ``_mutex``; the busy ones
+        # are kept by the publish streams, connections and subscriptions).
+        self._started_at = datetime.now(timezone.utc)
+        #: (method, status name) -> calls.
+        self._rpc_counts: dict[tuple[str, str], int] = {}
+        self._metadata_refreshes = 0
+        self._metadata_refresh_failures = 0
+        #: Messages and resubscribes of subscriptions already closed.
+        self._closed_consumed = 0
+        self._closed_resubscribes = 0
+        self._telemetry = telemetry
+        if telemetry is not None:
+            telemetry.attach(self.stats)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -198,207 +215,13 @@ class AsyncClient:
                 self._spawn_worker(self._ack_timeout_loop, name="ack-timeouts")
                 if self._refresh_interval is not None:
                     self._spawn_worker(self._refresh_loop, name="metadata-refresh")
+                if self._stats_interval is not None:
+                    self._spawn_worker(self._stats_loop, name="stats")
 
     def _spawn_worker(self, target: Callable[..., Any], *args: Any, name: str) -> None:
         with self._mutex:
             self._workers = [w for w in self._workers if not w.done()]
             self._workers.append(spawn(target, *args, name=f"pyliftbridge-{name}"))
-
-    # ------------------------------------------------------------- routing
-
-    def _translate(self, address: str) -> str:
-        mapping = self._address_map
-        if mapping is None:
-            return address
-        if callable(mapping):
-            return mapping(address)
-        return mapping.get(address, address)
-
-    def _channel(self, address: str) -> AsyncChannel:
-        with self._mutex:
-            if self._closed:
-                raise ClientClosedError("the client is closed")
-            channel = self._channels.get(address)
-            if channel is None:
-                channel = AsyncChannel(address, tls=self._tls, options=self._options)
-                self._channels[address] = channel
-            return channel
-
-    def _broker_addresses(self) -> list[str]:
-        """Known brokers first (in random order, to spread load), then the seeds."""
-        known = []
-        metadata = self._metadata
-        if metadata is not None:
-            known = [self._translate(b.address) for b in metadata.brokers]
-            random.shuffle(known)
-        seeds = [s for s in self._seeds if s not in known]
-        return known + seeds
-
-    async def _unary(
-        self,
-        address: str,
-        method: str,
-        request: _PbMessage,
-        response_type: type[_R],
-        timeout: float,
-    ) -> _R:
-        data = await self._channel(address).unary(
-            f"/proto.API/{method}",
-            request.SerializeToString(),
-            timeout=timeout,
-            send_deadline=method not in _LOCAL_DEADLINE_ONLY,
-        )
-        return parse(response_type, data)
-
-    async def _call_any(
-        self,
-        method: str,
-        request: _PbMessage,
-        response_type: type[_R],
-        timeout: float | None = None,
-    ) -> _R:
-        """Call ``method`` on any broker, retrying retryable failures until the deadline.
-
-        Read-only calls give each broker a share of the time: a broker that
-        hangs (paused, or waiting on a cluster that lost members) must not use
-        up the whole deadline while another could answer at once.
-        """
-        self._check_open()
-        budget = self._timeout if timeout is None else timeout
-        deadline = monotonic() + budget
-        idempotent = method in _IDEMPOTENT
-        attempt = 0
-        last: LiftbridgeError | None = None
-        while True:
-            for address in self._broker_addresses():
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    break
-                # 4 s: the server's own 3 s wait for unreachable peers, plus margin.
-                share = min(remaining, max(4.0, budget / 3)) if idempotent else remaining
-                try:
-                    return await self._unary(address, method, request, response_type, share)
-                except LiftbridgeError as exc:
-                    error = map_rpc_error(method, exc)
-                    retry = error.retryable or (
-                        idempotent and isinstance(error, DeadlineExceededError)
-                    )
-                    if not retry or self._closed:
-                        if error is exc:
-                            raise
-                        raise error from exc
-                    last = error
-                    log.debug("%s on %s failed (%s), trying elsewhere", method, address, error)
-            remaining = deadline - monotonic()
-            if remaining <= 0:
-                break
-            attempt += 1
-            await sleep(min(0.05 * 2**attempt, 1.0, remaining))
-        if last is None:
-            raise DeadlineExceededError(f"{method} did not complete within {budget:.1f}s")
-        raise last
-
-    async def _partition_address(
-        self,
-        stream: str,
-        partition: int,
-        *,
-        isr: bool = False,
-        refresh: bool = False,
-        timeout: float | None = None,
-    ) -> str:
-        """Address of the partition's leader (or a random in-sync replica).
-
-        ``timeout`` bounds the metadata refresh this may need (what is left
-        of the caller's deadline; None: the client's default).
-        """
-        info = await self._partition_info(stream, partition, refresh=refresh, timeout=timeout)
-        return self._address_of(info, isr=isr)
-
-    def _address_of(self, info: PartitionInfo, *, isr: bool = False) -> str:
-        stream, partition = info.stream, info.id
-        if isr:
-            candidates = [b for b in info.isr if b.host]
-            if not candidates:
-                raise UnavailableError(
-                    f"partition {stream}/{partition} has no reachable in-sync replica"
-                )
-            return self._translate(random.choice(candidates).address)
-        if info.leader is None or not info.leader.host:
-            raise UnavailableError(f"partition {stream}/{partition} has no known leader")
-        return self._translate(info.leader.address)
-
-    async def _partition_info(
-        self, stream: str, partition: int, *, refresh: bool, timeout: float | None = None
-    ) -> PartitionInfo:
-        metadata = self._metadata
-        if refresh or metadata is None or stream not in metadata.streams:
-            metadata = await self._refresh_metadata(timeout=timeout)
-        info = metadata.stream(stream)
-        if partition not in info.partitions:
-            raise NoSuchPartitionError(f"stream {stream!r} has no partition {partition}")
-        return info.partitions[partition]
-
-    async def _call_leader(
-        self,
-        stream: str,
-        partition: int,
-        method: str,
-        request: _PbMessage,
-        response_type: type[_R],
-        timeout: float | None = None,
-        *,
-        paused: Callable[[PartitionInfo], _R] | None = None,
-    ) -> _R:
-        """Call ``method`` on the partition leader, following leadership changes.
-
-        Every step (metadata refreshes included) shares the call's deadline.
-        With ``paused``, a partition that fresh metadata shows paused is
-        answered by ``paused(info)``: a paused partition has no leader that
-        could answer, and waiting for one would only use up the deadline.
-        """
-        self._check_open()
-        budget = self._timeout if timeout is None else timeout
-        deadline = monotonic() + budget
-        attempt = 0
-        while True:
-            remaining = deadline - monotonic()
-            try:
-                if remaining <= 0:
-                    raise DeadlineExceededError(f"{method} did not complete within {budget:.1f}s")
-                info = await self._partition_info(
-                    stream, partition, refresh=attempt > 0, timeout=remaining
-                )
-                if paused is not None and attempt > 0 and info.paused:
-                    return paused(info)
-                address = self._address_of(info)
-                remaining = deadline - monotonic()
-                return await self._unary(address, method, request, response_type, remaining)
-            except LiftbridgeError as exc:
-                error = map_rpc_error(method, exc)
-                attempt += 1
-                if isinstance(error, _RETRYABLE) and not self._closed and monotonic() < deadline:
-                    await sleep(min(0.05 * attempt, max(0.0, deadline - monotonic())))
-                    continue
-                if error is exc:
-                    raise
-                raise error from exc
-
-    async def _refresh_metadata(
-        self, streams: Sequence[str] = (), timeout: float | None = None
-    ) -> Metadata:
-        """Fetch metadata (all streams, or ``streams``), update the cache, return the answer."""
-        request = api_pb2.FetchMetadataRequest(streams=list(streams))
-        response = await self._call_any(
-            "FetchMetadata", request, api_pb2.FetchMetadataResponse, timeout
-        )
-        fresh = Metadata.from_proto(response, datetime.now(timezone.utc))
-        with self._mutex:
-            if streams and self._metadata is not None:
-                self._metadata = self._metadata.merged(fresh)
-            else:
-                self._metadata = fresh
-        return fresh
 
     async def _refresh_loop(self) -> None:
         interval = self._refresh_interval
@@ -409,7 +232,19 @@ class AsyncClient:
             try:
                 await self._refresh_metadata()
             except LiftbridgeError as exc:
-                log.warning("background metadata refresh failed: %s", exc)
+                log.warning("background FetchMetadata failed on every broker: %s", exc)
+
+    async def _stats_loop(self) -> None:
+        interval = self._stats_interval
+        callback = self._on_stats
+        assert interval is not None and callback is not None
+        while not self._closed:
+            if await self._wakeup.wait(interval):
+                return
+            try:
+                callback(self.stats())
+            except Exception:  # the application's bug must not stop the statistics
+                log.exception("on_stats callback failed")
 
     async def _ack_timeout_loop(self) -> None:
         while not self._closed:
@@ -582,6 +417,11 @@ class AsyncClient:
         rejection (IncorrectOffsetError, ReadonlyPartitionError...), or
         UnavailableError when the connection broke before the ack came. When
         ``max_inflight_publishes`` are pending this waits for a free slot.
+
+        Futures are resolved where acks are read: with the blocking client,
+        done-callbacks run on the connection's reader thread. Keep them
+        short, and do not wait there for another publish (its ack would have
+        to be read by that same thread). asyncio schedules them on the loop.
         """
         return await self._publishing.publish(
             stream,
@@ -820,7 +660,46 @@ class AsyncClient:
 
     def _forget_subscription(self, subscription: AsyncSubscription) -> None:
         with self._mutex:
-            self._subscriptions.discard(subscription)
+            if subscription in self._subscriptions:
+                self._subscriptions.discard(subscription)
+                self._closed_consumed += subscription.messages_received
+                self._closed_resubscribes += subscription.resubscribes
+
+    # ---------------------------------------------------------- statistics
+
+    def stats(self) -> ClientStats:
+        """An immutable snapshot of this client's counters since it was created.
+
+        Cheap enough to call often (it adds up a few counters per broker and
+        per subscription); see :class:`~pyliftbridge.ClientStats`.
+        """
+        with self._mutex:
+            rpcs: dict[str, dict[str, int]] = {}
+            for (method, status), n in self._rpc_counts.items():
+                rpcs.setdefault(method, {})[status] = n
+            subscriptions = sorted(
+                self._subscriptions, key=lambda s: (s.stream, s.partition, id(s))
+            )
+            consumed = self._closed_consumed + sum(s.messages_received for s in subscriptions)
+            resubscribes = self._closed_resubscribes + sum(s.resubscribes for s in subscriptions)
+            channels = sorted(self._channels.items())
+            refreshes = self._metadata_refreshes
+            refresh_failures = self._metadata_refresh_failures
+        return ClientStats(
+            started_at=self._started_at,
+            taken_at=datetime.now(timezone.utc),
+            publishes=self._publishing.stats(),
+            rpcs=frozen_counts({m: frozen_counts(c) for m, c in rpcs.items()}),
+            brokers=tuple(channel.stats() for _, channel in channels),
+            metadata_refreshes=refreshes,
+            metadata_refresh_failures=refresh_failures,
+            resubscribes=resubscribes,
+            messages_consumed=consumed,
+            subscriptions=tuple(
+                SubscriptionStats(s.stream, s.partition, s.messages_received, s.resubscribes)
+                for s in subscriptions
+            ),
+        )
 
     def activity(
         self,

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Consumer"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.consumer")
 
 #: Errors after which the same request may succeed a little later.
 _TRANSIENT = (UnavailableError, NotLeaderError, NoKnownLeaderError, DeadlineExceededError)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MergedSubscription", "Subscription"]
 
-log = logging.getLogger("pyliftbridge")
+log = logging.getLogger("pyliftbridge.subscribe")
 
 _SUBSCRIBE = "/proto.API/Subscribe"
 #: Errors after which the partition is looked up again and the subscription reopened.
@@ -76,6 +76,13 @@ class Subscription:
         self.stream = request.stream
         #: Partition this subscription reads.
         self.partition = request.partition
+        #: Messages received so far (changed only by the reading task or thread).
+        self.messages_received = 0
+        #: Times it subscribed again.
+        self.resubscribes = 0
+        self._telemetry = client._telemetry
+        #: The broker it reads from (its latest one).
+        self.address = ""
 
     @property
     def last_offset(self) -> int | None:
@@ -90,6 +97,7 @@ class Subscription:
         payload = request.SerializeToString()
         deadline = monotonic() + timeout
         attempt = 0
+        address = "(leader unknown)"
         while True:
             if self._closed:
                 raise ClientClosedError("subscription closed")
@@ -104,7 +112,11 @@ class Subscription:
                     timeout=deadline - monotonic(),
                 )
                 channel = self._client._channel(address)
-                call = channel.server_stream(_SUBSCRIBE, payload)
+                try:
+                    call = channel.server_stream(_SUBSCRIBE, payload)
+                except LiftbridgeError as exc:
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 try:
                     try:
                         handshake = call.recv(timeout=max(0.0, deadline - monotonic()))
@@ -116,9 +128,15 @@ class Subscription:
                         raise ProtocolError("subscription ended before its handshake")
                     if handshake:
                         raise ProtocolError("subscribe handshake was not an empty message")
+                except LiftbridgeError as exc:
+                    call.close()
+                    self._client._count_rpc("Subscribe", exc)
+                    raise
                 except BaseException:
                     call.close()
                     raise
+                self._client._count_rpc("Subscribe", None)
+                self.address = address
                 self._call = call
                 return
             except LiftbridgeError as exc:
@@ -130,7 +148,11 @@ class Subscription:
                 attempt += 1
                 if isinstance(error, _RESUBSCRIBE_ON) and monotonic() < deadline and attempt < 10:
                     log.debug(
-                        "subscribe to %s/%d: %s; retrying", self.stream, self.partition, error
+                        "Subscribe on %s (for %s/%d) failed (%s); retrying",
+                        address,
+                        self.stream,
+                        self.partition,
+                        error,
                     )
                     # Jittered, so that many subscribers do not retry in step.
                     backoff = (0.01 + 0.05 * attempt) * random.uniform(0.5, 1.5)
@@ -181,6 +203,7 @@ class Subscription:
             # Everything that arrived at once is taken in one step (one lock,
             # one flow-control update) and handed out from here.
             self._buffer.extend(batch)
+            self.messages_received += len(batch)
 
     def _next_buffered(self) -> Message | None:
         """The next buffered message; None when it was a repeat (dropped)."""
@@ -206,6 +229,9 @@ class Subscription:
             )
             return None
         self._last_offset = message.offset
+        telemetry = self._telemetry
+        if telemetry is not None and telemetry.receive_spans:
+            telemetry.received(message)
         return message
 
     def take_buffered(self, limit: int) -> list[Message]:
@@ -227,8 +253,13 @@ class Subscription:
                 break
             try:
                 self._open(min(remaining, self._client._timeout))
+                self.resubscribes += 1
                 log.info(
-                    "resubscribed to %s/%d after %s", self.stream, self.partition, cause or "close"
+                    "Subscribe: resubscribed to %s/%d on %s after %s",
+                    self.stream,
+                    self.partition,
+                    self.address,
+                    cause or "close",
                 )
                 return
             except StopPositionReachedError:
@@ -241,6 +272,12 @@ class Subscription:
                 # answers so until it has loaded its partitions (metadata can
                 # still name it the leader). A deleted stream runs into the
                 # resubscribe_wait limit.
+                log.debug(
+                    "Subscribe: resubscribing to %s/%d failed (%s); retrying",
+                    self.stream,
+                    self.partition,
+                    exc,
+                )
                 last = exc
             # go-liftbridge waits 1 s plus up to 0.5 s of jitter between attempts.
             sleep(min(1.0 + random.random() * 0.5, max(0.0, give_up - monotonic())))

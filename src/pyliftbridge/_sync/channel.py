@@ -12,17 +12,22 @@ when it is transparently retried -- is written once.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable
 from types import TracebackType
 
 from .._address import parse_address
+from .._core.keepalive import KeepalivePolicy
 from .._core.metadata import MetadataValue
 from .._options import ChannelOptions, TLSConfig
+from .._stats import BrokerStats, TransportCounters
 from ..errors import ClientClosedError, ProtocolError, UnavailableError
-from ._backend import Lock, monotonic
+from ._backend import Lock, Mutex, monotonic
 from ._connection import Call, _Connection
 
 __all__ = ["Call", "Channel"]
+
+log = logging.getLogger("pyliftbridge.transport")
 
 
 class Channel:
@@ -59,6 +64,10 @@ class Channel:
         self._conn: _Connection | None = None
         self._draining: list[_Connection] = []
         self._closed = False
+        #: Counts of connections no longer in use (changed under ``_lock``).
+        self._retired = TransportCounters()
+        self._stats_mutex = Mutex()
+        self._last_keepalive: KeepalivePolicy | None = None
 
     def _connection(self, timeout: float | None = None) -> _Connection:
         conn = self._conn
@@ -70,29 +79,55 @@ class Channel:
             conn = self._conn
             if conn is not None and conn.usable:
                 return conn
-            keepalive = None
             if conn is not None:
                 # Calls still running on it may finish (GOAWAY); it closes once idle.
-                self._draining.append(conn)
-                # The keepalive interval is the channel's: a back-off after
-                # GOAWAY "too_many_pings" must hold on the next connection too.
-                keepalive = conn.keepalive.renewed()
-            self._draining = [c for c in self._draining if not self._reap(c)]
+                with self._stats_mutex:
+                    self._draining.append(conn)
+                    self._conn = None
+                self._last_keepalive = conn.keepalive
+            # The keepalive interval is the channel's: a back-off after
+            # GOAWAY "too_many_pings" must hold on the next connection too.
+            last = self._last_keepalive
+            keepalive = None if last is None else last.renewed()
+            self._reap()
             options = self.options
             if timeout is not None and timeout < options.connect_timeout:
                 # Connecting is part of the call: it gets no more than the call's deadline.
                 options = dataclasses.replace(options, connect_timeout=max(timeout, 1e-3))
-            self._conn = conn = _Connection.open(
-                self.host, self.port, options, self._tls, keepalive
-            )
+            try:
+                conn = _Connection.open(
+                    self.host, self.port, options, self._tls, keepalive
+                )
+            except Exception as exc:
+                with self._stats_mutex:
+                    self._retired.connect_failures += 1
+                log.debug("connect to %s failed: %s", self.address, exc)
+                raise
+            with self._stats_mutex:
+                self._conn = conn
+                self._retired.connections_opened += 1
+            log.info("connected to %s", self.address)
             return conn
 
-    @staticmethod
-    def _reap(conn: _Connection) -> bool:
-        if conn.idle:
+    def _reap(self, conns: list[_Connection] | None = None) -> None:
+        """Close the draining connections that are idle (or ``conns``) and fold in their counts."""
+        done = [c for c in self._draining if c.idle] if conns is None else conns
+        for conn in done:
             conn.close()
-            return True
-        return False
+        with self._stats_mutex:
+            if conns is None:
+                self._draining = [c for c in self._draining if c not in done]
+            else:
+                self._conn = None
+                self._draining = []
+            for conn in done:
+                self._retired.add_connection(conn)
+
+    def stats(self) -> BrokerStats:
+        """Traffic with this broker since the channel was made."""
+        with self._stats_mutex:
+            live = [c for c in (self._conn, *self._draining) if c is not None]
+            return self._retired.snapshot(self.address, live)
 
     def open_call(
         self,
@@ -174,10 +209,7 @@ class Channel:
         with self._lock:
             self._closed = True
             conns = [c for c in (self._conn, *self._draining) if c is not None]
-            self._conn = None
-            self._draining = []
-        for conn in conns:
-            conn.close()
+        self._reap(conns)
 
     def __enter__(self) -> Channel:
         return self
